@@ -1,0 +1,1 @@
+"""Where clips come from: a folder of labelled recordings, or synthetic speech."""

@@ -1,0 +1,76 @@
+"""Clips in memory, split three ways, with a record of what could not be used."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from kws.data.split import SPLITS
+from kws.errors import InputError
+
+
+@dataclasses.dataclass(frozen=True)
+class ClipSet:
+    """Clips of one split: float32 waveforms ``(n, clip_samples)`` and label indices ``(n,)``."""
+
+    clips: np.ndarray
+    labels: np.ndarray
+    speakers: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class SkippedFile:
+    path: str
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelledClips:
+    """A data source, loaded: label names, the three splits, and the files it skipped.
+
+    Args:
+        labels: Class names; a clip's label index points into this tuple.
+        splits: ``ClipSet`` per split name (``training``, ``validation``, ``testing``).
+        source: One line that says where the clips came from, for logs and reports.
+        skipped: Files that could not be read, with the reason.
+    """
+
+    labels: tuple[str, ...]
+    splits: dict[str, ClipSet]
+    source: str
+    skipped: tuple[SkippedFile, ...] = ()
+
+    def split_sizes(self) -> dict[str, int]:
+        return {name: len(self.splits[name]) for name in SPLITS}
+
+    def check_splits_not_empty(self) -> None:
+        """Training needs clips in every split; say how to get them when one is empty."""
+        empty = [name for name in SPLITS if len(self.splits[name]) == 0]
+        if empty:
+            speakers = sorted({s for clip_set in self.splits.values() for s in clip_set.speakers})
+            shown = ", ".join(speakers[:10]) + (", ..." if len(speakers) > 10 else "")
+            raise InputError(
+                f"{self.source}: the {' and '.join(empty)} split is empty "
+                f"({len(speakers)} speakers: {shown}); hold out whole speakers with "
+                "--validation_speakers and --testing_speakers"
+            )
+
+
+def split_clips(
+    clips: np.ndarray, labels: np.ndarray, speakers: list[str], assignments: list[str]
+) -> dict[str, ClipSet]:
+    """Groups clips by their split name."""
+    assignments_array = np.asarray(assignments)
+    result = {}
+    for name in SPLITS:
+        index = np.flatnonzero(assignments_array == name)
+        result[name] = ClipSet(
+            clips=clips[index],
+            labels=labels[index],
+            speakers=tuple(speakers[i] for i in index),
+        )
+    return result

@@ -1,0 +1,52 @@
+"""tf.data pipelines from clips in memory to normalised log-mel batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from kws.config import FeatureConfig, FrontEnd, Normalization
+from kws.data.dataset import ClipSet
+from kws.features import LogMelSpectrogram, normalization_from_features, normalize
+
+# Features are computed in batches of this many clips: one STFT call per batch is much
+# faster than one per clip, and the batch is small enough to stay in the CPU cache.
+FEATURE_BATCH = 128
+
+
+def _log_mel_batches(clips: ClipSet, config: FeatureConfig) -> tf.data.Dataset:
+    """(log-mel batch, label batch) pairs, computed in parallel."""
+    front_end = LogMelSpectrogram(config)
+    return (
+        tf.data.Dataset.from_tensor_slices((clips.clips, clips.labels.astype(np.int32)))
+        .batch(FEATURE_BATCH)
+        .map(lambda waves, labels: (front_end(waves), labels),
+             num_parallel_calls=tf.data.AUTOTUNE)
+    )
+
+
+def fit_normalization(training: ClipSet, config: FeatureConfig) -> Normalization:
+    """Per-mel-bin statistics of the training split's features."""
+    features = np.concatenate([batch.numpy() for batch, _ in _log_mel_batches(training, config)])
+    return normalization_from_features(features)
+
+
+def make_dataset(clips: ClipSet, front_end: FrontEnd, batch_size: int,
+                 shuffle_seed: int | None = None) -> tf.data.Dataset:
+    """Batches of ``(features (batch, frames, mel bins), labels)`` for Keras ``fit``.
+
+    Features are computed once and cached in memory; with ``shuffle_seed`` the clips are
+    reshuffled every epoch, in an order fixed by the seed.
+    """
+    dataset = (
+        _log_mel_batches(clips, front_end.features)
+        .map(lambda features, labels: (normalize(features, front_end.normalization), labels),
+             num_parallel_calls=tf.data.AUTOTUNE)
+        .unbatch()
+        # Known size: Keras shows real progress bars and expects no more batches than exist.
+        .apply(tf.data.experimental.assert_cardinality(len(clips)))
+        .cache()
+    )
+    if shuffle_seed is not None:
+        dataset = dataset.shuffle(len(clips), seed=shuffle_seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)

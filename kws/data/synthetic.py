@@ -1,0 +1,214 @@
+"""The offline default data: keywords spoken by eSpeak NG, varied like a crowd of speakers.
+
+eSpeak NG comes with the ``espeakng-loader`` package (library and voice data), so nothing
+is downloaded. Each clip draws an accent, a voice variant, a speaking rate, a pitch and a
+pitch range, is placed at a random point of the one-second clip, scaled to a random level
+and mixed with white or brown noise. The accent and variant together are the clip's
+"speaker", so the speaker-disjoint split tests on voices the model never heard.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import ctypes
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import multiprocessing
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+
+from kws import fileio
+from kws.audio import fit_to_clip, resample, to_int16
+from kws.config import FeatureConfig
+from kws.data.dataset import LabelledClips, split_clips
+from kws.data.split import SplitSpec
+from kws.errors import InputError
+
+# Bump when the recipe below changes, so old caches are not reused.
+SYNTHESIS_VERSION = 1
+ACCENTS = ("en-us", "en", "en-029", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
+           "en-gb-x-rp", "en-us-nyc")
+VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt",
+            "klatt2", "klatt3", "klatt4", "croak", "whisper", "grandma", "grandpa", "anika",
+            "steph", "ed", "john", "linda", "max", "rob", "zac")
+RATE_WPM = (110, 230)  # eSpeak's default is 175 words per minute
+PITCH = (20, 80)  # eSpeak's 0-100 scale, default 50
+PITCH_RANGE = (20, 90)
+PEAK_DBFS = (-26.0, -1.0)
+SNR_DB = (5.0, 40.0)
+
+
+class ESpeak:
+    """A minimal ctypes binding of eSpeak NG's synchronous synthesis API."""
+
+    _AUDIO_OUTPUT_SYNCHRONOUS = 2
+    _POS_CHARACTER = 1
+    _CHARS_UTF8 = 1
+    _RATE, _PITCH, _RANGE = 1, 3, 4
+    _CALLBACK = ctypes.CFUNCTYPE(
+        ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
+    )
+
+    def __init__(self):
+        import espeakng_loader  # imported here: only synthesis needs the library
+
+        self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        self._lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p,
+                                                ctypes.c_int]
+        self._lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        self._lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
+        self._lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint,
+                                           ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
+                                           ctypes.c_void_p, ctypes.c_void_p]
+        data_path = espeakng_loader.get_data_path().encode()
+        self.sample_rate = self._lib.espeak_Initialize(
+            self._AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, 0
+        )
+        if self.sample_rate <= 0:
+            raise RuntimeError(f"eSpeak NG failed to initialise with data at {data_path!r}")
+        self._chunks: list[np.ndarray] = []
+        self._callback = self._CALLBACK(self._collect)  # kept alive while the library holds it
+        self._lib.espeak_SetSynthCallback(self._callback)
+
+    def _collect(self, wav, num_samples, events) -> int:
+        if wav and num_samples > 0:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
+        return 0  # 0 = go on synthesising
+
+    def say(self, text: str, voice: str, rate_wpm: int, pitch: int, pitch_range: int,
+            seed: int) -> np.ndarray:
+        """Speaks ``text`` and returns int16 samples at ``self.sample_rate``.
+
+        ``seed`` fixes the breath noise of breathy and whispering voices.
+        """
+        if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise InputError(f"eSpeak NG has no voice {voice!r}")
+        for parameter, value in ((self._RATE, rate_wpm), (self._PITCH, pitch),
+                                 (self._RANGE, pitch_range)):
+            self._lib.espeak_SetParameter(parameter, value, 0)
+        self._lib.espeak_ng_SetRandSeed(seed)
+        self._chunks.clear()
+        encoded = text.encode("utf-8")
+        status = self._lib.espeak_Synth(encoded, len(encoded) + 1, 0, self._POS_CHARACTER, 0,
+                                        self._CHARS_UTF8, None, None)
+        if status != 0:
+            raise RuntimeError(f"eSpeak NG could not speak {text!r} (status {status})")
+        return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+
+
+@dataclasses.dataclass(frozen=True)
+class SyntheticSpec:
+    """What to synthesise; equal specs give identical clips, so the spec keys the cache."""
+
+    words: tuple[str, ...] = ("yes", "no", "up")
+    clips_per_word: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.clips_per_word < 1:
+            raise InputError(f"clips per word must be at least 1, got {self.clips_per_word!r}")
+
+    def cache_key(self, config: FeatureConfig) -> str:
+        identity = {**dataclasses.asdict(self), "version": SYNTHESIS_VERSION,
+                    "espeak": importlib.metadata.version("espeakng-loader"),
+                    "sample_rate": config.sample_rate, "clip_samples": config.clip_samples}
+        return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _trim_silence(samples: np.ndarray, threshold: float = 0.01) -> np.ndarray:
+    loud = np.flatnonzero(np.abs(samples) > threshold * max(np.abs(samples).max(), 1e-9))
+    return samples[loud[0] : loud[-1] + 1] if len(loud) else samples
+
+
+def _synthesize_word(word: str, word_index: int, spec: SyntheticSpec,
+                     config: FeatureConfig) -> tuple[np.ndarray, list[str]]:
+    """All clips of one word, as int16 ``(clips, clip_samples)``, and their speakers.
+
+    Runs in a fresh process: eSpeak NG's output depends on what the process synthesised
+    before (internal state survives even ``espeak_Terminate``), so only a fresh library
+    gives the same clips for the same seed.
+    """
+    espeak = ESpeak()
+    clips = np.zeros((spec.clips_per_word, config.clip_samples), np.int16)
+    speakers = []
+    for clip_index in range(spec.clips_per_word):
+        rng = np.random.default_rng([spec.seed, word_index, clip_index])
+        accent, variant = rng.choice(ACCENTS), rng.choice(VARIANTS)
+        spoken = espeak.say(word, f"{accent}+{variant}", int(rng.integers(*RATE_WPM)),
+                            int(rng.integers(*PITCH)), int(rng.integers(*PITCH_RANGE)),
+                            seed=int(rng.integers(2**31)))
+        speech = resample(_trim_silence(spoken / 32768.0), espeak.sample_rate, config.sample_rate)
+        speech = fit_to_clip(speech, config.clip_samples) if len(speech) > config.clip_samples \
+            else speech
+        speech *= 10 ** (rng.uniform(*PEAK_DBFS) / 20) / max(np.abs(speech).max(), 1e-9)
+        start = int(rng.integers(0, config.clip_samples - len(speech) + 1))
+        clip = np.zeros(config.clip_samples, np.float32)
+        clip[start : start + len(speech)] = speech
+        noise = rng.standard_normal(config.clip_samples)
+        if rng.random() < 0.5:  # brown noise: the low rumble of rooms and cars
+            noise = np.cumsum(noise)
+            noise -= np.linspace(noise[0], noise[-1], len(noise))
+        speech_rms = np.sqrt(np.mean(np.square(speech)))
+        noise *= speech_rms / 10 ** (rng.uniform(*SNR_DB) / 20) / max(noise.std(), 1e-9)
+        clips[clip_index] = to_int16(clip + noise)
+        speakers.append(f"{accent}+{variant}")
+    return clips, speakers
+
+
+def synthesize(spec: SyntheticSpec, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray,
+                                                                     list[str]]:
+    """Synthesises every word in its own fresh process: int16 clips, labels and speakers."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=min(len(spec.words), multiprocessing.cpu_count()),
+        mp_context=context, max_tasks_per_child=1,
+    ) as pool:
+        futures = [pool.submit(_synthesize_word, word, index, spec, config)
+                   for index, word in enumerate(spec.words)]
+        results = [future.result() for future in futures]
+    clips = np.concatenate([word_clips for word_clips, _ in results])
+    labels = np.repeat(np.arange(len(spec.words)), spec.clips_per_word)
+    speakers = [speaker for _, word_speakers in results for speaker in word_speakers]
+    return clips, labels, speakers
+
+
+def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            return cached["clips"], cached["labels"], cached["speakers"].tolist()
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        logging.warning("Synthetic-speech cache %s is damaged (%s); synthesising again", path,
+                        error)
+        return None
+
+
+def load_synthetic(spec: SyntheticSpec, config: FeatureConfig, split_spec: SplitSpec,
+                   cache_dir: str | Path) -> LabelledClips:
+    """Synthesised clips of ``spec.words``, from the cache when an equal spec made them."""
+    cache_path = Path(cache_dir) / f"synthetic-{spec.cache_key(config)}.npz"
+    cached = _read_cache(cache_path)
+    if cached is None:
+        logging.info("Synthesising %d clips of each of %s with eSpeak NG (cache: %s)",
+                     spec.clips_per_word, ", ".join(spec.words), cache_path)
+        cached = synthesize(spec, config)
+        clips, labels, speakers = cached
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        with fileio.atomic_path(cache_path) as tmp:
+            np.savez(tmp, clips=clips, labels=labels, speakers=np.asarray(speakers))
+    else:
+        logging.info("Reusing synthetic speech from %s", cache_path)
+    clips, labels, speakers = cached
+    assignments = [split_spec.assign(speaker) for speaker in speakers]
+    return LabelledClips(
+        labels=spec.words,
+        splits=split_clips(clips.astype(np.float32) / 32768.0, labels, speakers, assignments),
+        source=(f"synthetic speech (eSpeak NG, {spec.clips_per_word} clips per word, "
+                f"seed {spec.seed})"),
+    )

@@ -1,0 +1,130 @@
+"""The three models of the original study, as pure builder functions.
+
+``python -m kws.models`` prints every layer with its parameter count, the study's formula
+beside each GRU layer, and the three totals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import keras
+
+from kws.errors import InputError
+
+HIDDEN_UNITS = 128
+GRU_UNITS = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyResult:
+    """What the original study reports for a model at 101x40 inputs and 3 classes."""
+
+    params: int
+    test_accuracy_percent: float
+
+
+STUDY = {
+    "fc": StudyResult(params=567_171, test_accuracy_percent=87.96),
+    "cnn": StudyResult(params=346_067, test_accuracy_percent=91.78),
+    "gru": StudyResult(params=70_531, test_accuracy_percent=95.69),
+}
+
+
+def _classifier_head(num_classes: int, hidden_layers: int) -> list[keras.layers.Layer]:
+    """``hidden_layers`` x Dense(128, relu), then class probabilities."""
+    hidden = [keras.layers.Dense(HIDDEN_UNITS, activation="relu") for _ in range(hidden_layers)]
+    return [*hidden, keras.layers.Dense(num_classes, activation="softmax")]
+
+
+def _fc(input_shape: tuple[int, int], num_classes: int) -> list[keras.layers.Layer]:
+    return [keras.layers.Flatten(), *_classifier_head(num_classes, hidden_layers=4)]
+
+
+def _cnn(input_shape: tuple[int, int], num_classes: int) -> list[keras.layers.Layer]:
+    return [
+        keras.layers.Reshape((*input_shape, 1)),  # the spectrogram as a one-channel image
+        keras.layers.Conv2D(32, (5, 5), activation="relu", padding="valid"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Conv2D(16, (5, 5), activation="relu", padding="valid"),
+        keras.layers.MaxPooling2D(2),
+        keras.layers.Flatten(),
+        *_classifier_head(num_classes, hidden_layers=2),
+    ]
+
+
+def _gru(input_shape: tuple[int, int], num_classes: int) -> list[keras.layers.Layer]:
+    # Keras defaults (tanh, sigmoid, reset_after=True, no dropout) keep the fused cuDNN
+    # kernel available on a GPU.
+    return [
+        keras.layers.GRU(GRU_UNITS, return_sequences=True),
+        keras.layers.GRU(GRU_UNITS),
+        *_classifier_head(num_classes, hidden_layers=2),
+    ]
+
+
+MODEL_BUILDERS: dict[str, Callable[[tuple[int, int], int], list[keras.layers.Layer]]] = {
+    "fc": _fc,
+    "cnn": _cnn,
+    "gru": _gru,
+}
+MODEL_NAMES = tuple(MODEL_BUILDERS)
+
+
+def check_model_names(names: Sequence[str]) -> None:
+    unknown = [name for name in names if name not in MODEL_BUILDERS]
+    if unknown:
+        raise InputError(
+            f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(MODEL_NAMES)}"
+        )
+
+
+def build_model(name: str, num_classes: int,
+                input_shape: tuple[int, int] = (101, 40)) -> keras.Sequential:
+    """The study's model ``name`` (``fc``, ``cnn`` or ``gru``) as an uncompiled Sequential.
+
+    Args:
+        name: Which model.
+        num_classes: Number of output classes; the last layer gives their probabilities.
+        input_shape: ``(frames, mel bins)`` of one clip's log-mel features.
+    """
+    check_model_names([name])
+    if num_classes < 2:
+        raise InputError(f"a classifier needs at least 2 classes, got num_classes={num_classes}")
+    layers = MODEL_BUILDERS[name](tuple(input_shape), num_classes)
+    return keras.Sequential([keras.Input(shape=tuple(input_shape)), *layers], name=name)
+
+
+def gru_formula(input_size: int, units: int) -> str:
+    """The study's GRU parameter count, 3(HI + 2H + H^2) for Keras' ``reset_after=True``."""
+    count = 3 * (units * input_size + 2 * units + units * units)
+    return (f"3(HI + 2H + H^2) = 3({units}*{input_size} + 2*{units} + {units}^2) = {count:,}")
+
+
+def describe(model: keras.Sequential) -> str:
+    """A table of the model's layers and parameter counts, with the GRU formula."""
+    lines = [f"{model.name}", f"  {'layer':<18}{'output shape':<22}{'params':>9}"]
+    for layer in model.layers:
+        note = ""
+        if isinstance(layer, keras.layers.GRU):
+            note = f"   {gru_formula(layer.input.shape[-1], layer.units)}"
+        shape = str(tuple(layer.output.shape[1:]))
+        lines.append(f"  {layer.name:<18}{shape:<22}{layer.count_params():>9,}{note}")
+    lines.append(f"  {'total':<40}{model.count_params():>9,}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    totals = []
+    for name in MODEL_NAMES:
+        model = build_model(name, num_classes=3)
+        print(describe(model), end="\n\n")
+        totals.append((name, model.count_params(), STUDY[name].params))
+    print(f"{'model':<6}{'params':>10}{'study':>10}")
+    for name, params, study in totals:
+        print(f"{name:<6}{params:>10,}{study:>10,}{'' if params == study else '  MISMATCH'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The Keras front end against an independent float64 numpy computation."""
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+
+from kws.config import FeatureConfig, Normalization
+from kws.features import LogMelSpectrogram, normalization_from_features, normalize
+
+
+def hz_to_mel(hz):
+    return 1127.0 * np.log1p(np.asarray(hz) / 700.0)  # HTK
+
+
+def numpy_log_mel(clip: np.ndarray, config: FeatureConfig) -> np.ndarray:
+    """Centred frames (reflect padding), periodic Hann window centred in the FFT frame,
+    power spectrum, HTK triangular mel filters (no DC bin), natural log with floor."""
+    half = config.fft_length // 2
+    padded = np.pad(clip.astype(np.float64), half, mode="reflect")
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(config.window_samples)
+                                / config.window_samples)
+    left = (config.fft_length - config.window_samples) // 2
+    frame_window = np.zeros(config.fft_length)
+    frame_window[left : left + config.window_samples] = window
+    starts = np.arange(config.num_frames) * config.hop_samples
+    frames = np.stack([padded[s : s + config.fft_length] for s in starts]) * frame_window
+    power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
+
+    bin_hz = np.arange(half + 1) * config.sample_rate / config.fft_length
+    edges = np.linspace(hz_to_mel(config.lower_edge_hz), hz_to_mel(config.upper_edge_hz),
+                        config.num_mel_bins + 2)
+    bin_mel = hz_to_mel(bin_hz)[:, None]
+    rising = (bin_mel - edges[:-2]) / (edges[1:-1] - edges[:-2])
+    falling = (edges[2:] - bin_mel) / (edges[2:] - edges[1:-1])
+    filters = np.maximum(0.0, np.minimum(rising, falling))
+    filters[0] = 0.0  # the DC bin carries no speech
+    return np.log(power @ filters + config.log_floor)
+
+
+def clip_of(kind: str, config: FeatureConfig) -> np.ndarray:
+    rng = np.random.default_rng(7)
+    t = np.arange(config.clip_samples) / config.sample_rate
+    return {
+        "tone": 0.5 * np.sin(2 * np.pi * 440 * t),
+        "chirp": 0.3 * np.sin(2 * np.pi * (100 + 3000 * t) * t),
+        "noise": 0.1 * rng.standard_normal(config.clip_samples),
+        "silence": np.zeros(config.clip_samples),
+        "click": np.eye(1, config.clip_samples, 8000)[0],
+    }[kind].astype(np.float32)
+
+
+class LogMelSpectrogramTest(tf.test.TestCase, parameterized.TestCase):
+    @parameterized.parameters("tone", "chirp", "noise", "silence", "click")
+    def test_matches_numpy(self, kind):
+        config = FeatureConfig()
+        clip = clip_of(kind, config)
+        keras_features = LogMelSpectrogram(config)(clip[None])[0]
+        expected = numpy_log_mel(clip, config)
+        self.assertEqual(keras_features.shape, (101, 40))
+        self.assertAllClose(keras_features, expected, atol=2e-3, rtol=1e-4)
+
+    def test_other_configuration_matches_numpy(self):
+        config = FeatureConfig(sample_rate=8000, clip_samples=4000, window_samples=200,
+                               hop_samples=80, fft_length=256, num_mel_bins=20,
+                               upper_edge_hz=4000.0)
+        clip = clip_of("chirp", FeatureConfig())[: config.clip_samples]
+        keras_features = LogMelSpectrogram(config)(clip[None])[0]
+        self.assertEqual(keras_features.shape, (51, 20))
+        self.assertAllClose(keras_features, numpy_log_mel(clip, config), atol=2e-3, rtol=1e-4)
+
+    def test_clip_features_do_not_depend_on_the_batch(self):
+        config = FeatureConfig()
+        quiet, loud = clip_of("tone", config) * 0.01, clip_of("noise", config) * 5
+        alone = LogMelSpectrogram(config)(quiet[None])[0]
+        batched = LogMelSpectrogram(config)(np.stack([quiet, loud]))[0]
+        self.assertAllClose(alone, batched, atol=1e-5)
+
+    def test_serialization_round_trip(self):
+        layer = LogMelSpectrogram(FeatureConfig(num_mel_bins=32))
+        restored = LogMelSpectrogram.from_config(layer.get_config())
+        self.assertEqual(restored.config, layer.config)
+
+
+class NormalizationTest(tf.test.TestCase):
+    def test_statistics_and_normalize(self):
+        features = np.stack([np.full((3, 2), 1.0), np.full((3, 2), 3.0)]).astype(np.float32)
+        features[..., 1] = 5.0  # a constant bin
+        normalization = normalization_from_features(features)
+        self.assertAllClose(normalization.mean, (2.0, 5.0))
+        self.assertAllClose(normalization.std, (1.0, 1e-3))
+        normalized = normalize(features, Normalization((2.0, 5.0), (1.0, 1.0)))
+        self.assertAllClose(normalized[0, 0], (-1.0, 0.0))
+
+
+if __name__ == "__main__":
+    tf.test.main()

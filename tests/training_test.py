@@ -1,0 +1,126 @@
+"""Smoke runs of the whole training path, in-process and through ``python -m kws.train``."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+
+from kws.config import FrontEnd
+from kws.data.split import SplitSpec
+from kws.errors import InputError
+from kws.training import TrainConfig, train
+from tests import fixtures
+
+RUN_FILES = ("features.json", "report.json", "report.md", "history.json", "curves.png",
+             "confusion.png")
+
+
+class TrainSyntheticTest(tf.test.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        root = Path(tf.compat.v1.test.get_temp_dir())
+        cls.run_dir = root / "run"
+        cls.report = train(TrainConfig(output_dir=cls.run_dir, clips_per_word=40, epochs=2,
+                                       batch_size=16, cache_dir=root / "cache", verbose=0))
+
+    def test_writes_the_run_folder(self):
+        for name in (*RUN_FILES, "fc.keras", "cnn.keras", "gru.keras"):
+            self.assertTrue((self.run_dir / name).is_file(), name)
+        self.assertEmpty(list(self.run_dir.glob(".*")))  # no temporary files left behind
+
+    def test_report_figures(self):
+        on_disk = json.loads((self.run_dir / "report.json").read_text())
+        self.assertEqual(on_disk, self.report)
+        self.assertEqual(list(on_disk["models"]), ["fc", "cnn", "gru"])
+        self.assertEqual(on_disk["models"]["gru"]["params"], 70_531)
+        for result in on_disk["models"].values():
+            self.assertEqual(result["epochs"], 2)
+            self.assertBetween(result["test_accuracy"], 0.0, 1.0)
+            self.assertGreater(result["train_seconds"], 0)
+            matrix = np.asarray(result["confusion_matrix"])
+            self.assertEqual(matrix.sum(), on_disk["data"]["split_sizes"]["testing"])
+        self.assertIn("synthetic speech", on_disk["data"]["source"])
+        self.assertEqual(sum(on_disk["data"]["split_sizes"].values()), 120)
+        self.assertIn("| gru | 70,531 |", (self.run_dir / "report.md").read_text())
+
+    def test_saved_model_and_front_end_reload(self):
+        front_end = FrontEnd.load(self.run_dir)
+        self.assertEqual(front_end.labels, ("yes", "no", "up"))
+        model = keras.saving.load_model(self.run_dir / "gru.keras", safe_mode=True)
+        self.assertEqual(model.predict(np.zeros((1, 101, 40)), verbose=0).shape, (1, 3))
+
+    def test_existing_run_folder_is_not_overwritten(self):
+        before = (self.run_dir / "report.json").read_bytes()
+        with self.assertRaisesRegex(InputError, "already exists and is not empty"):
+            train(TrainConfig(output_dir=self.run_dir, epochs=1))
+        self.assertEqual((self.run_dir / "report.json").read_bytes(), before)
+
+
+class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
+    @parameterized.named_parameters(
+        ("model", {"models": ("fc", "lstm")}, "unknown model 'lstm'"),
+        ("no_models", {"models": ()}, "--models is empty"),
+        ("epochs", {"epochs": 0}, "--epochs must be at least 1, got 0"),
+        ("batch", {"batch_size": 0}, "--batch_size must be at least 1, got 0"),
+        ("rate", {"learning_rate": -1.0}, "--learning_rate must be positive, got -1.0"),
+    )
+    def test_rejects_bad_values(self, overrides, message):
+        with self.assertRaisesRegex(InputError, message):
+            TrainConfig(output_dir=Path("unused"), **overrides)
+
+
+class TrainFsddTest(tf.test.TestCase):
+    """Real voices: 8 kHz, variable length, whole speakers held out."""
+
+    def test_cnn_learns_real_digits(self):
+        if not fixtures.FSDD.is_dir():
+            self.skipTest(fixtures.FSDD_MISSING)
+        run_dir = Path(self.create_tempdir().full_path) / "run"
+        report = train(TrainConfig(
+            output_dir=run_dir, data_dir=fixtures.FSDD, wanted_words=("0", "1", "2"),
+            models=("cnn",), epochs=4, batch_size=32, verbose=0,
+            split=SplitSpec(testing_speakers=("theo",), validation_speakers=("lucas",))))
+        self.assertEqual(report["data"]["split_sizes"]["testing"], 150)
+        self.assertGreater(report["models"]["cnn"]["test_accuracy"], 0.5)  # chance: 1/3
+
+
+def run_cli(*flags: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "kws.train", *flags], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
+    def test_tiny_end_to_end_run(self):
+        root = Path(self.create_tempdir().full_path)
+        result = run_cli(f"--output_dir={root / 'run'}", f"--cache_dir={root / 'cache'}",
+                         "--clips_per_word=30", "--epochs=1", "--models=fc,gru")
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        self.assertIn("| gru | 70,531 |", result.stdout)
+        self.assertIn("SYNTHETIC speech", result.stderr)
+        self.assertTrue((root / "run" / "gru.keras").is_file())
+
+    @parameterized.named_parameters(
+        ("unknown_model", ["--models=fc,rnn"], "kws.train: error: unknown model 'rnn'"),
+        ("duplicate_word", ["--wanted_words=yes,no,yes"],
+         "kws.train: error: --wanted_words lists yes more than once"),
+        ("missing_data_dir", ["--data_dir=/no/such/folder"],
+         "kws.train: error: --data_dir=/no/such/folder: no such folder"),
+        ("negative_epochs", ["--epochs=-3"], "flag --epochs=-3: -3 is not a valid value"),
+    )
+    def test_bad_input_is_one_clear_line(self, flags, message):
+        output_dir = Path(self.create_tempdir().full_path) / "run"
+        result = run_cli(f"--output_dir={output_dir}", *flags)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(message, result.stderr.strip().splitlines()[-1])
+        self.assertNotIn("Traceback", result.stderr)
+
+
+if __name__ == "__main__":
+    tf.test.main()
