@@ -1,5 +1,5 @@
-from absl.testing import parameterized
 import tensorflow as tf
+from absl.testing import parameterized
 
 from kws.config import FeatureConfig, FrontEnd, Normalization, parse_word_list
 from kws.errors import InputError
@@ -11,7 +11,8 @@ class FeatureConfigTest(tf.test.TestCase, parameterized.TestCase):
 
     @parameterized.named_parameters(
         ("zero_hop", {"hop_samples": 0}, "hop_samples must be a positive integer, got 0"),
-        ("short_fft", {"fft_length": 256}, r"fft_length \(256\) must be at least window_samples \(400\)"),
+        ("short_fft", {"fft_length": 256},
+         r"fft_length \(256\) must be at least window_samples \(400\)"),
         ("edges", {"upper_edge_hz": 9000.0}, "9000.0"),
         ("floor", {"log_floor": 0.0}, "log_floor must be positive, got 0.0"),
     )

@@ -1,4 +1,4 @@
-"""Lets tf.test/absltest helpers (create_tempdir, ...) run under pytest, which parses no absl flags."""
+"""Lets absltest helpers (create_tempdir, ...) run under pytest, which parses no absl flags."""
 
 from absl import flags
 

@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from kws.config import FeatureConfig
-from kws.data.folder import find_labels, load_folder
+from kws.data.folder import load_folder
 from kws.data.split import SPLITS, SplitSpec
 from kws.errors import InputError
 from tests import fixtures

@@ -114,7 +114,12 @@ def load_folder(
     empty = [label for label, count in zip(labels, counts, strict=True) if count == 0]
     if empty:
         raise InputError(f"--data_dir={data_dir}: no readable clip for {', '.join(empty)}")
-    how = "its validation and testing lists" if listed else "speaker hash"
+    if listed:
+        how = "its validation and testing lists"
+    elif split_spec.validation_speakers or split_spec.testing_speakers:
+        how = "named speakers, others by speaker hash"
+    else:
+        how = "speaker hash"
     return LabelledClips(
         labels=tuple(labels),
         splits=split_clips(np.stack(clips), np.asarray(label_indices), speakers, assignments),
