@@ -72,16 +72,18 @@ class TrainConfig:
             raise InputError(f"--learning_rate must be positive, got {self.learning_rate!r}")
 
 
-def prepare_output_dir(output_dir: Path) -> None:
-    """Creates the run folder; an existing folder with anything in it is an error."""
+def check_output_dir_is_new(output_dir: Path) -> None:
+    """An existing folder with anything in it is an error: a run never overwrites another."""
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
         raise InputError(
             f"--output_dir={output_dir} already exists and is not empty; "
             "choose a new folder, or leave the flag out for a fresh one under export/runs/"
         )
+
+
+def create_output_dir(output_dir: Path) -> None:
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "checkpoints").mkdir(exist_ok=True)
+        (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise InputError(f"--output_dir={output_dir}: cannot create it ({error.strerror})") \
             from None
@@ -150,10 +152,11 @@ def train(config: TrainConfig) -> dict:
 
     Returns the report that ``report.json`` holds.
     """
-    prepare_output_dir(config.output_dir)
+    check_output_dir_is_new(config.output_dir)
     data = load_data(config)
     _log_skipped(data)
     data.check_splits_not_empty()
+    create_output_dir(config.output_dir)  # only now: bad input leaves no empty run folder
     logging.info("Data: %s; labels %s; clips %s", data.source, ", ".join(data.labels),
                  data.split_sizes())
 
