@@ -72,6 +72,30 @@ class TrainConfig:
             raise InputError(f"--learning_rate must be positive, got {self.learning_rate!r}")
 
 
+def config_from_report(run_report: dict) -> TrainConfig:
+    """The ``TrainConfig`` of a finished run, from its ``report.json``."""
+    saved = run_report["config"]
+
+    def optional_path(value):
+        return Path(value) if value else None
+
+    return TrainConfig(
+        output_dir=Path(saved["output_dir"]),
+        data_dir=optional_path(saved["data_dir"]),
+        wanted_words=tuple(saved["wanted_words"]) if saved["wanted_words"] else None,
+        models=tuple(saved["models"]),
+        epochs=saved["epochs"],
+        batch_size=saved["batch_size"],
+        learning_rate=saved["learning_rate"],
+        seed=saved["seed"],
+        clips_per_word=saved["clips_per_word"],
+        cache_dir=Path(saved["cache_dir"]),
+        split=SplitSpec(**{key: tuple(value) if isinstance(value, list) else value
+                           for key, value in saved["split"].items()}),
+        features=FeatureConfig(**saved["features"]),
+    )
+
+
 def check_output_dir_is_new(output_dir: Path) -> None:
     """An existing folder with anything in it is an error: a run never overwrites another."""
     if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
@@ -198,4 +222,11 @@ def train(config: TrainConfig) -> dict:
                            for name, results in run_report["models"].items()},
                           data.labels, config.output_dir / report.CONFUSION_FILENAME)
     report.write_report(config.output_dir, run_report)
+    if "gru" in config.models:
+        from kws.export import export_run
+
+        run_report["export"] = export_run(
+            config.output_dir / "gru.keras", data, front_end,
+            run_report["models"]["gru"]["test_accuracy"], config.seed)["files"]
+        report.write_report(config.output_dir, run_report)
     return run_report

@@ -50,3 +50,9 @@ def make_dataset(clips: ClipSet, front_end: FrontEnd, batch_size: int,
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(clips), seed=shuffle_seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def features_array(clips: ClipSet, front_end: FrontEnd) -> np.ndarray:
+    """Normalised features of every clip, in order, as one array (clips, frames, mel bins)."""
+    dataset = make_dataset(clips, front_end, batch_size=FEATURE_BATCH)
+    return np.concatenate([features.numpy() for features, _ in dataset])
