@@ -102,7 +102,7 @@ def _details(model: litert_eval.SignatureModel) -> dict:
 
 
 def export(model_path: Path, calibration: np.ndarray, test_features: np.ndarray,
-           test_labels: np.ndarray, keras_test_accuracy: float) -> dict:
+           test_labels: np.ndarray, keras_test_accuracy: float, training: dict) -> dict:
     """Writes the three TFLite files and ``manifest.json`` beside ``model_path``.
 
     Args:
@@ -112,6 +112,8 @@ def export(model_path: Path, calibration: np.ndarray, test_features: np.ndarray,
         test_features: Normalised test features, for the accuracy of each file.
         test_labels: Label indices of the test clips.
         keras_test_accuracy: The Keras model's accuracy on the same clips.
+        training: The run's training configuration (``report.json``'s ``config``), kept in
+            the manifest so the test clips can be rebuilt.
     """
     import keras  # the heavy import only when exporting
 
@@ -135,7 +137,7 @@ def export(model_path: Path, calibration: np.ndarray, test_features: np.ndarray,
     }
     manifest = {**front_end.to_dict(), "keras_test_accuracy": keras_test_accuracy,
                 "test_clips": len(test_labels), "calibration_clips": len(calibration),
-                "files": {}}
+                "training": training, "files": {}}
     window_predictions = {}
     for name, flatbuffer in flatbuffers.items():
         runner = litert_eval.SignatureModel(flatbuffer)
@@ -160,25 +162,27 @@ def export(model_path: Path, calibration: np.ndarray, test_features: np.ndarray,
 
 
 def export_run(model_path: Path, data, front_end: FrontEnd, keras_test_accuracy: float,
-               seed: int) -> dict:
+               training_config: dict) -> dict:
     """``export`` with calibration and test features taken from a loaded data source.
 
-    Calibration uses ``CALIBRATION_CLIPS`` training clips drawn with ``seed``, so the
-    same run always exports the same int8 models.
+    Calibration uses ``CALIBRATION_CLIPS`` training clips drawn with the run's seed
+    (``training_config["seed"]``), so the same run always exports the same int8 models.
     """
     from kws.data.dataset import ClipSet
     from kws.data.pipeline import features_array
 
-    training = data.splits["training"]
-    chosen = np.sort(np.random.default_rng(seed).permutation(len(training))[:CALIBRATION_CLIPS])
+    training_clips = data.splits["training"]
+    chosen = np.random.default_rng(training_config["seed"]).permutation(len(training_clips))
+    chosen = np.sort(chosen[:CALIBRATION_CLIPS])
     if len(chosen) < 200:
         logging.warning("Only %d training clips to calibrate the int8 models; 200 or more "
                         "give stable ranges", len(chosen))
-    subset = ClipSet(training.clips[chosen], training.labels[chosen],
-                     tuple(training.speakers[i] for i in chosen))
+    subset = ClipSet(training_clips.clips[chosen], training_clips.labels[chosen],
+                     tuple(training_clips.speakers[i] for i in chosen))
     testing = data.splits["testing"]
     return export(model_path, features_array(subset, front_end),
-                  features_array(testing, front_end), testing.labels, keras_test_accuracy)
+                  features_array(testing, front_end), testing.labels, keras_test_accuracy,
+                  training_config)
 
 
 _MODEL = flags.DEFINE_string("model", None, "A trained gru model, <run>/gru.keras.")
@@ -202,7 +206,7 @@ def main(argv: list[str]) -> None:
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise InputError(f"{report_path}: cannot read the run's report ({error})") from None
         manifest = export_run(model_path, load_data(config), FrontEnd.load(model_path.parent),
-                              keras_accuracy, config.seed)
+                              keras_accuracy, run_report["config"])
     except InputError as error:
         sys.exit(f"kws.export: error: {error}")
     for name, entry in manifest["files"].items():

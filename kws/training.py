@@ -227,6 +227,6 @@ def train(config: TrainConfig) -> dict:
 
         run_report["export"] = export_run(
             config.output_dir / "gru.keras", data, front_end,
-            run_report["models"]["gru"]["test_accuracy"], config.seed)["files"]
+            run_report["models"]["gru"]["test_accuracy"], run_report["config"])["files"]
         report.write_report(config.output_dir, run_report)
     return run_report

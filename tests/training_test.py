@@ -31,7 +31,9 @@ class TrainSyntheticTest(tf.test.TestCase):
                                        batch_size=16, cache_dir=root / "cache", verbose=0))
 
     def test_writes_the_run_folder(self):
-        for name in (*RUN_FILES, "fc.keras", "cnn.keras", "gru.keras"):
+        exported = ("gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite",
+                    "manifest.json")  # kws.train exports whenever it trained the gru
+        for name in (*RUN_FILES, "fc.keras", "cnn.keras", "gru.keras", *exported):
             self.assertTrue((self.run_dir / name).is_file(), name)
         self.assertEmpty(list(self.run_dir.glob(".*")))  # no temporary files left behind
 

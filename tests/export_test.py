@@ -1,0 +1,92 @@
+"""TFLite conversion, streaming against window on the device runtime, and the reference set."""
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from kws import export, litert_eval
+from kws.config import FrontEnd
+from kws.data.pipeline import features_array
+from kws.streaming import GRUClassifier
+from kws.training import DEFAULT_CACHE_DIR, config_from_report, load_data
+from tests.streaming_test import small_gru_model
+
+REFERENCE = Path(__file__).resolve().parents[1] / "export"
+
+
+class ConvertTest(tf.test.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.classifier = GRUClassifier.from_keras(small_gru_model(frames=20, bins=5))
+        cls.features = np.random.default_rng(0).standard_normal((6, 20, 5)).astype("float32")
+
+    def test_float_streaming_equals_window(self):
+        window = litert_eval.SignatureModel(
+            export.convert(export.window_function(self.classifier, (20, 5))))
+        stream = litert_eval.SignatureModel(
+            export.convert(export.stream_function(self.classifier, 5)))
+        window_scores = litert_eval.window_scores(window, self.features)
+        self.assertAllClose(window_scores, self.classifier.window(self.features), atol=1e-5)
+        for clip, expected in zip(self.features, window_scores, strict=True):
+            self.assertLessEqual(
+                np.abs(litert_eval.stream_scores(stream, clip)[-1] - expected).max(), 1e-4)
+
+    def test_int8_models_are_integer_end_to_end(self):
+        calibration = export.stream_calibration_samples(self.classifier, self.features)
+        self.assertLen(calibration, 6 * 5)  # every 4th of 20 frames, for 6 clips
+        flatbuffer = export.convert(export.stream_function(self.classifier, 5),
+                                    lambda: iter(calibration))
+        model = litert_eval.SignatureModel(flatbuffer)
+        for detail in [*model.input_details.values(), *model.output_details.values()]:
+            self.assertEqual(detail["dtype"], np.int8)
+        self.assertEqual(sorted(model.output_details), ["new_state_0", "new_state_1", "scores"])
+
+
+class ReferenceSetTest(tf.test.TestCase):
+    """The committed export/: hashes, and the accuracy its manifest states."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.manifest = json.loads((REFERENCE / export.MANIFEST).read_text())
+        config = dataclasses.replace(config_from_report({"config": cls.manifest["training"]}),
+                                     cache_dir=DEFAULT_CACHE_DIR)
+        testing = load_data(config).splits["testing"]
+        cls.features = features_array(testing, FrontEnd.from_dict(cls.manifest))
+        cls.labels = testing.labels
+
+    def test_files_match_their_hashes(self):
+        for name, entry in self.manifest["files"].items():
+            content = (REFERENCE / name).read_bytes()
+            self.assertEqual(hashlib.sha256(content).hexdigest(), entry["sha256"], name)
+            self.assertLen(content, entry["bytes"])
+
+    def test_files_classify_the_test_clips_as_stated(self):
+        self.assertLen(self.labels, self.manifest["test_clips"])
+        predictions = {}
+        for name, entry in self.manifest["files"].items():
+            model = litert_eval.SignatureModel(REFERENCE / name)
+            if name == export.STREAM_INT8:
+                scores = np.stack([litert_eval.stream_scores(model, clip)[-1]
+                                   for clip in self.features])
+            else:
+                scores = litert_eval.window_scores(model, self.features)
+            predictions[name] = np.argmax(scores, axis=-1)
+            self.assertAlmostEqual(np.mean(predictions[name] == self.labels),
+                                   entry["test_accuracy"], places=6, msg=name)
+        agreement = np.mean(predictions[export.STREAM_INT8] == predictions[export.WINDOW_INT8])
+        self.assertGreaterEqual(agreement, 0.995)
+
+    def test_int8_accuracy_within_half_a_point_of_keras(self):
+        for name in (export.WINDOW_INT8, export.STREAM_INT8):
+            self.assertLessEqual(abs(self.manifest["files"][name]["test_accuracy"]
+                                     - self.manifest["keras_test_accuracy"]), 0.005)
+
+
+if __name__ == "__main__":
+    tf.test.main()
