@@ -11,6 +11,7 @@ import numpy as np
 import scipy.io.wavfile
 import scipy.signal
 
+from kws.benchmark_tflite import fit_to_clip  # the device's own, so both crop alike
 from kws.config import FeatureConfig
 from kws.errors import InputError
 
@@ -54,21 +55,6 @@ def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
     divisor = math.gcd(from_rate, to_rate)
     resampled = scipy.signal.resample_poly(samples, to_rate // divisor, from_rate // divisor)
     return resampled.astype(np.float32)
-
-
-def fit_to_clip(samples: np.ndarray, clip_samples: int) -> np.ndarray:
-    """Pads a short recording with silence on both sides, or crops a long one.
-
-    A long recording is cropped to its loudest window of ``clip_samples``, where a
-    keyword is most likely to be.
-    """
-    if len(samples) <= clip_samples:
-        before = (clip_samples - len(samples)) // 2
-        return np.pad(samples, (before, clip_samples - len(samples) - before))
-    energy = np.concatenate([[0.0], np.cumsum(np.square(samples, dtype=np.float64))])
-    window_energy = energy[clip_samples:] - energy[:-clip_samples]
-    start = int(np.argmax(window_energy))
-    return samples[start : start + clip_samples]
 
 
 def load_clip(path: str | Path, config: FeatureConfig) -> np.ndarray:

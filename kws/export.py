@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from kws import fileio, litert_eval
+from kws import benchmark_tflite, fileio
 from kws.config import FrontEnd
 from kws.errors import InputError
 from kws.streaming import GRUClassifier
@@ -57,7 +57,7 @@ def convert(function, representative: Callable[[], Iterator[dict]] | None = None
     # input and output names (frame, state_0, scores, new_state_0, ...).
     with tempfile.TemporaryDirectory() as saved_model_dir:
         tf.saved_model.save(tf.Module(), saved_model_dir,
-                            signatures={litert_eval.SIGNATURE: function})
+                            signatures={benchmark_tflite.SIGNATURE: function})
         converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
         if representative is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -90,7 +90,7 @@ def stream_calibration_samples(classifier: GRUClassifier,
     return samples
 
 
-def _details(model: litert_eval.SignatureModel) -> dict:
+def _details(model: benchmark_tflite.SignatureModel) -> dict:
     def describe(details: dict) -> list[dict]:
         return [{"name": name, "shape": [int(d) for d in detail["shape"]],
                  "dtype": np.dtype(detail["dtype"]).name,
@@ -140,12 +140,8 @@ def export(model_path: Path, calibration: np.ndarray, test_features: np.ndarray,
                 "training": training, "files": {}}
     window_predictions = {}
     for name, flatbuffer in flatbuffers.items():
-        runner = litert_eval.SignatureModel(flatbuffer)
-        if name == STREAM_INT8:
-            scores = np.stack([litert_eval.stream_scores(runner, clip)[-1]
-                               for clip in test_features])
-        else:
-            scores = litert_eval.window_scores(runner, test_features)
+        runner = benchmark_tflite.SignatureModel(flatbuffer)
+        scores = benchmark_tflite.clip_scores(runner, test_features)
         predictions = np.argmax(scores, axis=-1)
         window_predictions[name] = predictions
         with fileio.atomic_path(out_dir / name) as tmp:

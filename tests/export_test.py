@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from kws import export, litert_eval
+from kws import benchmark_tflite, export
 from kws.config import FrontEnd
 from kws.data.pipeline import features_array
 from kws.streaming import GRUClassifier
@@ -26,22 +26,22 @@ class ConvertTest(tf.test.TestCase):
         cls.features = np.random.default_rng(0).standard_normal((6, 20, 5)).astype("float32")
 
     def test_float_streaming_equals_window(self):
-        window = litert_eval.SignatureModel(
+        window = benchmark_tflite.SignatureModel(
             export.convert(export.window_function(self.classifier, (20, 5))))
-        stream = litert_eval.SignatureModel(
+        stream = benchmark_tflite.SignatureModel(
             export.convert(export.stream_function(self.classifier, 5)))
-        window_scores = litert_eval.window_scores(window, self.features)
+        window_scores = benchmark_tflite.window_scores(window, self.features)
         self.assertAllClose(window_scores, self.classifier.window(self.features), atol=1e-5)
         for clip, expected in zip(self.features, window_scores, strict=True):
             self.assertLessEqual(
-                np.abs(litert_eval.stream_scores(stream, clip)[-1] - expected).max(), 1e-4)
+                np.abs(benchmark_tflite.stream_scores(stream, clip)[-1] - expected).max(), 1e-4)
 
     def test_int8_models_are_integer_end_to_end(self):
         calibration = export.stream_calibration_samples(self.classifier, self.features)
         self.assertLen(calibration, 6 * 5)  # every 4th of 20 frames, for 6 clips
         flatbuffer = export.convert(export.stream_function(self.classifier, 5),
                                     lambda: iter(calibration))
-        model = litert_eval.SignatureModel(flatbuffer)
+        model = benchmark_tflite.SignatureModel(flatbuffer)
         for detail in [*model.input_details.values(), *model.output_details.values()]:
             self.assertEqual(detail["dtype"], np.int8)
         self.assertEqual(sorted(model.output_details), ["new_state_0", "new_state_1", "scores"])
@@ -70,12 +70,8 @@ class ReferenceSetTest(tf.test.TestCase):
         self.assertLen(self.labels, self.manifest["test_clips"])
         predictions = {}
         for name, entry in self.manifest["files"].items():
-            model = litert_eval.SignatureModel(REFERENCE / name)
-            if name == export.STREAM_INT8:
-                scores = np.stack([litert_eval.stream_scores(model, clip)[-1]
-                                   for clip in self.features])
-            else:
-                scores = litert_eval.window_scores(model, self.features)
+            model = benchmark_tflite.SignatureModel(REFERENCE / name)
+            scores = benchmark_tflite.clip_scores(model, self.features)
             predictions[name] = np.argmax(scores, axis=-1)
             self.assertAlmostEqual(np.mean(predictions[name] == self.labels),
                                    entry["test_accuracy"], places=6, msg=name)

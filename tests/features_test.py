@@ -1,40 +1,19 @@
-"""The Keras front end against an independent float64 numpy computation."""
+"""The Keras front end against the independent numpy one that runs on the device."""
+
+import dataclasses
 
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+from kws import benchmark_tflite
 from kws.config import FeatureConfig, Normalization
 from kws.features import LogMelSpectrogram, normalization_from_features, normalize
 
 
-def hz_to_mel(hz):
-    return 1127.0 * np.log1p(np.asarray(hz) / 700.0)  # HTK
-
-
 def numpy_log_mel(clip: np.ndarray, config: FeatureConfig) -> np.ndarray:
-    """Centred frames (reflect padding), periodic Hann window centred in the FFT frame,
-    power spectrum, HTK triangular mel filters (no DC bin), natural log with floor."""
-    half = config.fft_length // 2
-    padded = np.pad(clip.astype(np.float64), half, mode="reflect")
-    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(config.window_samples)
-                                / config.window_samples)
-    left = (config.fft_length - config.window_samples) // 2
-    frame_window = np.zeros(config.fft_length)
-    frame_window[left : left + config.window_samples] = window
-    starts = np.arange(config.num_frames) * config.hop_samples
-    frames = np.stack([padded[s : s + config.fft_length] for s in starts]) * frame_window
-    power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
-
-    bin_hz = np.arange(half + 1) * config.sample_rate / config.fft_length
-    edges = np.linspace(hz_to_mel(config.lower_edge_hz), hz_to_mel(config.upper_edge_hz),
-                        config.num_mel_bins + 2)
-    bin_mel = hz_to_mel(bin_hz)[:, None]
-    rising = (bin_mel - edges[:-2]) / (edges[1:-1] - edges[:-2])
-    falling = (edges[2:] - bin_mel) / (edges[2:] - edges[1:-1])
-    filters = np.maximum(0.0, np.minimum(rising, falling))
-    filters[0] = 0.0  # the DC bin carries no speech
-    return np.log(power @ filters + config.log_floor)
+    """The device front end of tools/benchmark_tflite.py: numpy only, float64."""
+    return benchmark_tflite.log_mel(clip, dataclasses.asdict(config))
 
 
 def clip_of(kind: str, config: FeatureConfig) -> np.ndarray:

@@ -1,0 +1,537 @@
+#!/usr/bin/env python3
+"""Measures a kws TFLite model on the device it runs on: latency, size, memory, ops, accuracy.
+
+One file, copied alone to a phone, a Raspberry Pi or a board with Python: it imports only
+numpy and a LiteRT interpreter (ai_edge_litert, else tflite_runtime, else tensorflow.lite).
+
+    pip install numpy ai-edge-litert
+    python3 benchmark_tflite.py gru_int8.tflite
+    python3 benchmark_tflite.py gru_int8_stream.tflite --stream
+    python3 benchmark_tflite.py gru_int8.tflite --data_dir my_words --manifest manifest.json
+
+Flags follow TFLite's benchmark_model: --num_runs, --warmup_runs, --num_threads,
+--use_xnnpack. --json OUT writes every figure machine-readable. Inside the kws package this
+file is also ``kws.benchmark_tflite``: export and the tests use its runner and front end, so
+the device computes features exactly as training did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import struct
+import sys
+import time
+import wave
+from pathlib import Path
+
+import numpy as np
+
+SIGNATURE = "serving_default"
+MANIFEST = "manifest.json"
+
+# TFLite BuiltinOperator codes of the ops kws models and their neighbours use (the schema's
+# enum; a test checks these against TensorFlow's copy). Others print as BUILTIN_<code>.
+BUILTIN_OPS = {
+    0: "ADD", 1: "AVERAGE_POOL_2D", 2: "CONCATENATION", 3: "CONV_2D", 4: "DEPTHWISE_CONV_2D",
+    6: "DEQUANTIZE", 9: "FULLY_CONNECTED", 11: "L2_NORMALIZATION", 14: "LOGISTIC",
+    17: "MAX_POOL_2D", 18: "MUL", 19: "RELU", 21: "RELU6", 22: "RESHAPE", 25: "SOFTMAX",
+    28: "TANH", 34: "PAD", 35: "UNIDIRECTIONAL_SEQUENCE_RNN", 36: "GATHER", 39: "TRANSPOSE",
+    40: "MEAN", 41: "SUB", 42: "DIV", 43: "SQUEEZE", 44: "UNIDIRECTIONAL_SEQUENCE_LSTM",
+    45: "STRIDED_SLICE", 47: "EXP", 49: "SPLIT", 53: "CAST", 54: "PRELU", 55: "MAXIMUM",
+    56: "ARG_MAX", 57: "MINIMUM", 58: "LESS", 61: "GREATER", 65: "SLICE", 69: "TILE",
+    70: "EXPAND_DIMS", 73: "LOG", 74: "SUM", 75: "SQRT", 76: "RSQRT", 77: "SHAPE", 78: "POW",
+    82: "REDUCE_MAX", 83: "PACK", 88: "UNPACK", 93: "ZEROS_LIKE", 94: "FILL", 98: "LEAKY_RELU",
+    99: "SQUARED_DIFFERENCE", 102: "SPLIT_V", 106: "ADD_N", 114: "QUANTIZE", 117: "HARD_SWISH",
+    118: "IF", 119: "WHILE", 123: "SELECT_V2", 126: "BATCH_MATMUL", 128: "CUMSUM",
+    129: "CALL_ONCE", 131: "RFFT2D", 142: "VAR_HANDLE", 143: "READ_VARIABLE",
+    144: "ASSIGN_VARIABLE", 150: "GELU",
+}
+
+
+class BenchmarkError(Exception):
+    """Bad input: the tool prints the message as one line and exits non-zero."""
+
+
+# ----------------------------------------------------------------------------- runtime
+
+
+def load_runtime():
+    """(Interpreter class, its module, runtime name): LiteRT first, TensorFlow last."""
+    try:
+        from ai_edge_litert import interpreter as module
+
+        return module.Interpreter, module, "ai_edge_litert"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter as module
+
+        return module.Interpreter, module, "tflite_runtime"
+    except ImportError:
+        pass
+    try:
+        import tensorflow as tf
+
+        return tf.lite.Interpreter, tf.lite.experimental, "tensorflow.lite"
+    except ImportError:
+        raise BenchmarkError("no TFLite runtime: pip install ai-edge-litert") from None
+
+
+def read_model(path: str | Path) -> bytes:
+    """The model's bytes; a missing, empty, truncated or non-TFLite file is an error."""
+    path = Path(path)
+    try:
+        content = path.read_bytes()
+    except OSError as error:
+        raise BenchmarkError(f"{path}: cannot read it ({error.strerror})") from None
+    if len(content) < 8 or content[4:8] != b"TFL3":
+        raise BenchmarkError(f"{path}: not a TFLite model (no TFL3 identifier)")
+    try:
+        model_ops(content)
+    except (struct.error, IndexError, UnicodeDecodeError):
+        raise BenchmarkError(f"{path}: truncated or damaged TFLite model") from None
+    return content
+
+
+def make_interpreter(content: bytes, num_threads: int = 1, use_xnnpack: bool = True,
+                     source: str = "model"):
+    interpreter_class, module, _ = load_runtime()
+    options = {"model_content": content, "num_threads": num_threads}
+    if not use_xnnpack:
+        options["experimental_op_resolver_type"] = \
+            module.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    try:
+        interpreter = interpreter_class(**options)
+        interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as error:
+        raise BenchmarkError(f"{source}: the runtime cannot load it ({error})") from None
+    return interpreter
+
+
+def quantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    """Float values to the tensor's dtype (integers by its scale and zero point)."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind not in "iu":
+        return np.asarray(values, dtype)
+    scale, zero_point = detail["quantization"]
+    info = np.iinfo(dtype)
+    return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def dequantize(values: np.ndarray, detail: dict) -> np.ndarray:
+    if np.dtype(detail["dtype"]).kind not in "iu":
+        return np.asarray(values, np.float32)
+    scale, zero_point = detail["quantization"]
+    return (values.astype(np.float32) - zero_point) * scale
+
+
+class SignatureModel:
+    """A model's serving signature: named float arrays in, named float arrays out."""
+
+    def __init__(self, model: str | Path | bytes, num_threads: int = 1, use_xnnpack: bool = True):
+        content = model if isinstance(model, bytes) else read_model(model)
+        self.interpreter = make_interpreter(content, num_threads, use_xnnpack,
+                                            "model" if isinstance(model, bytes) else str(model))
+        try:
+            self.runner = self.interpreter.get_signature_runner(SIGNATURE)
+        except ValueError:
+            raise BenchmarkError(f"model has no {SIGNATURE!r} signature; export it with "
+                                 "python -m kws.export") from None
+        self.input_details = self.runner.get_input_details()
+        self.output_details = self.runner.get_output_details()
+
+    @property
+    def is_streaming(self) -> bool:
+        return "frame" in self.input_details
+
+    def __call__(self, **inputs: np.ndarray) -> dict[str, np.ndarray]:
+        quantized = {}
+        for name, value in inputs.items():
+            expected = tuple(self.input_details[name]["shape"])
+            if value.shape != expected:
+                raise BenchmarkError(f"input {name!r} has shape {value.shape}; the model "
+                                     f"expects {expected}")
+            quantized[name] = quantize(value, self.input_details[name])
+        outputs = self.runner(**quantized)
+        return {name: dequantize(value, self.output_details[name])
+                for name, value in outputs.items()}
+
+    def zero_states(self) -> dict[str, np.ndarray]:
+        return {name: np.zeros(detail["shape"], np.float32)
+                for name, detail in self.input_details.items() if name.startswith("state_")}
+
+
+def window_scores(model: SignatureModel, features: np.ndarray) -> np.ndarray:
+    """Scores of each clip ``(clips, frames, mel bins)`` from a window model."""
+    return np.concatenate([model(features=clip[None])["scores"] for clip in features])
+
+
+def stream_scores(model: SignatureModel, frames: np.ndarray) -> np.ndarray:
+    """Scores after each frame of one clip ``(frames, mel bins)``, from zero states.
+
+    New states come back dequantized and are quantized again with the inputs' own
+    parameters, so a model whose state outputs and inputs differ in scale still streams.
+    """
+    states = model.zero_states()
+    scores = []
+    for frame in frames:
+        outputs = model(frame=frame[None], **states)
+        states = {name: outputs[f"new_{name}"] for name in states}
+        scores.append(outputs["scores"][0])
+    return np.stack(scores)
+
+
+def clip_scores(model: SignatureModel, features: np.ndarray) -> np.ndarray:
+    """Scores of whole clips from either kind of model (streaming: after the last frame)."""
+    if model.is_streaming:
+        return np.stack([stream_scores(model, clip)[-1] for clip in features])
+    return window_scores(model, features)
+
+
+# ----------------------------------------------------------------------------- model file
+
+
+def _table(buffer: bytes, position: int) -> tuple[int, int]:
+    """(table position, vtable position) of the flatbuffer table at ``position``."""
+    return position, position - struct.unpack_from("<i", buffer, position)[0]
+
+
+def _field(buffer: bytes, table: tuple[int, int], index: int) -> int | None:
+    position, vtable = table
+    vtable_size = struct.unpack_from("<H", buffer, vtable)[0]
+    if 4 + 2 * index >= vtable_size:
+        return None
+    offset = struct.unpack_from("<H", buffer, vtable + 4 + 2 * index)[0]
+    return position + offset if offset else None
+
+
+def _vector(buffer: bytes, table: tuple[int, int], index: int) -> list[int]:
+    """Positions of the tables in a vector field."""
+    field = _field(buffer, table, index)
+    if field is None:
+        return []
+    start = field + struct.unpack_from("<I", buffer, field)[0]
+    count = struct.unpack_from("<I", buffer, start)[0]
+    return [start + 4 + 4 * i + struct.unpack_from("<I", buffer, start + 4 + 4 * i)[0]
+            for i in range(count)]
+
+
+def model_ops(content: bytes) -> list[list[str]]:
+    """Operator names of every subgraph, read from the flatbuffer (delegates aside)."""
+    root = _table(content, struct.unpack_from("<I", content, 0)[0])
+    names = []
+    for code_position in _vector(content, root, 1):  # Model.operator_codes
+        code = _table(content, code_position)
+        deprecated = _field(content, code, 0)
+        builtin = _field(content, code, 3)
+        value = struct.unpack_from("<i", content, builtin)[0] if builtin else \
+            struct.unpack_from("<b", content, deprecated)[0] if deprecated else 0
+        custom = _field(content, code, 1)
+        if custom is not None:
+            start = custom + struct.unpack_from("<I", content, custom)[0]
+            length = struct.unpack_from("<I", content, start)[0]
+            names.append("CUSTOM:" + content[start + 4 : start + 4 + length].decode())
+        else:
+            names.append(BUILTIN_OPS.get(value, f"BUILTIN_{value}"))
+    subgraphs = []
+    for subgraph_position in _vector(content, root, 2):  # Model.subgraphs
+        operators = _vector(content, _table(content, subgraph_position), 3)
+        indices = []
+        for operator_position in operators:
+            field = _field(content, _table(content, operator_position), 0)
+            indices.append(struct.unpack_from("<I", content, field)[0] if field else 0)
+        subgraphs.append([names[i] for i in indices])
+    return subgraphs
+
+
+def tensor_dtypes(interpreter) -> dict[str, int]:
+    """How many tensors of each dtype the model holds, over all its subgraphs."""
+    counts: dict[str, int] = {}
+    subgraphs = interpreter.num_subgraphs() if hasattr(interpreter, "num_subgraphs") else 1
+    for subgraph in range(subgraphs):
+        details = interpreter.get_tensor_details(subgraph_index=subgraph) if subgraph else \
+            interpreter.get_tensor_details()
+        for detail in details:
+            name = np.dtype(detail["dtype"]).name
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+# ----------------------------------------------------------------------------- front end
+
+
+def mel_filterbank(features: dict) -> np.ndarray:
+    """HTK mel filters ``(fft bins, mel bins)``, as ``keras.layers.MelSpectrogram`` makes them."""
+    def hz_to_mel(hz):
+        return 1127.0 * np.log1p(np.asarray(hz, np.float64) / 700.0)
+
+    bins = features["fft_length"] // 2 + 1
+    bin_mel = hz_to_mel(np.arange(bins) * features["sample_rate"] / features["fft_length"])
+    edges = np.linspace(hz_to_mel(features["lower_edge_hz"]),
+                        hz_to_mel(features["upper_edge_hz"]), features["num_mel_bins"] + 2)
+    rising = (bin_mel[:, None] - edges[:-2]) / (edges[1:-1] - edges[:-2])
+    falling = (edges[2:] - bin_mel[:, None]) / (edges[2:] - edges[1:-1])
+    filters = np.maximum(0.0, np.minimum(rising, falling))
+    filters[0] = 0.0  # the DC bin is left out
+    return filters
+
+
+def log_mel(clip: np.ndarray, features: dict) -> np.ndarray:
+    """Log-mel features ``(frames, mel bins)`` of one clip, in float64.
+
+    Centred frames (reflect padding of half an FFT), a periodic Hann window of
+    ``window_samples`` centred in the FFT frame, power spectrum, mel filters, then
+    ``log(mel + log_floor)``: the training front end, in numpy.
+    """
+    fft_length, window_samples = features["fft_length"], features["window_samples"]
+    padded = np.pad(np.asarray(clip, np.float64), fft_length // 2, mode="reflect")
+    window = np.zeros(fft_length)
+    left = (fft_length - window_samples) // 2
+    window[left : left + window_samples] = \
+        0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window_samples) / window_samples)
+    num_frames = 1 + features["clip_samples"] // features["hop_samples"]
+    starts = np.arange(num_frames) * features["hop_samples"]
+    frames = padded[starts[:, None] + np.arange(fft_length)] * window
+    power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
+    return np.log(power @ mel_filterbank(features) + features["log_floor"])
+
+
+def normalized_features(clip: np.ndarray, front_end: dict) -> np.ndarray:
+    """A clip's model input: log-mel features normalised with the training statistics."""
+    normalization = front_end["normalization"]
+    mean, std = np.asarray(normalization["mean"]), np.asarray(normalization["std"])
+    return ((log_mel(clip, front_end["features"]) - mean) / std).astype(np.float32)
+
+
+def read_wav(path: Path, sample_rate: int) -> np.ndarray:
+    """A PCM WAV file as float mono samples; its rate must be the model's."""
+    try:
+        with wave.open(str(path), "rb") as reader:
+            rate, width = reader.getframerate(), reader.getsampwidth()
+            channels, data = reader.getnchannels(), reader.readframes(reader.getnframes())
+    except (wave.Error, EOFError, OSError) as error:
+        raise BenchmarkError(f"{path}: not a readable PCM WAV file ({error})") from None
+    if rate != sample_rate:
+        raise BenchmarkError(f"{path}: {rate} Hz; the model takes {sample_rate} Hz "
+                             f"(resample first, e.g. sox in.wav -r {sample_rate} out.wav)")
+    if width == 1:
+        samples = (np.frombuffer(data, np.uint8).astype(np.float32) - 128) / 128
+    elif width == 3:
+        raw = np.frombuffer(data, np.uint8).reshape(-1, 3)
+        values = raw[:, 0].astype(np.int32) | raw[:, 1].astype(np.int32) << 8 | \
+            raw[:, 2].astype(np.int8).astype(np.int32) << 16
+        samples = values.astype(np.float32) / 2**23
+    else:
+        dtype = {2: np.int16, 4: np.int32}[width]
+        samples = np.frombuffer(data, dtype).astype(np.float32) / (np.iinfo(dtype).max + 1)
+    samples = samples[: len(samples) // channels * channels].reshape(-1, channels).mean(axis=1)
+    if not len(samples):
+        raise BenchmarkError(f"{path}: WAV file holds no samples")
+    return samples
+
+
+def fit_to_clip(samples: np.ndarray, clip_samples: int) -> np.ndarray:
+    """Pads a short recording with silence on both sides, or crops it to its loudest window."""
+    if len(samples) <= clip_samples:
+        before = (clip_samples - len(samples)) // 2
+        return np.pad(samples, (before, clip_samples - len(samples) - before))
+    energy = np.concatenate([[0.0], np.cumsum(np.square(samples, dtype=np.float64))])
+    start = int(np.argmax(energy[clip_samples:] - energy[:-clip_samples]))
+    return samples[start : start + clip_samples]
+
+
+def labelled_features(data_dir: Path, front_end: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Features and label indices of ``data_dir/<label>/*.wav`` for the manifest's labels."""
+    labels = front_end["labels"]
+    missing = [label for label in labels if not (data_dir / label).is_dir()]
+    if not data_dir.is_dir() or missing:
+        raise BenchmarkError(f"--data_dir={data_dir}: no folder for {', '.join(missing) or 'it'}")
+    features, indices = [], []
+    config = front_end["features"]
+    for index, label in enumerate(labels):
+        for path in sorted((data_dir / label).glob("*.wav")):
+            clip = fit_to_clip(read_wav(path, config["sample_rate"]), config["clip_samples"])
+            features.append(normalized_features(clip, front_end))
+            indices.append(index)
+    if not features:
+        raise BenchmarkError(f"--data_dir={data_dir}: no .wav clips for {', '.join(labels)}")
+    return np.stack(features), np.asarray(indices)
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+def _percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def time_invokes(invoke, num_runs: int, warmup_runs: int) -> dict:
+    """First, warm-up and steady latencies of ``invoke()``, in microseconds."""
+    start = time.perf_counter()
+    invoke()
+    first = (time.perf_counter() - start) * 1e6
+    warmup = []
+    for _ in range(warmup_runs):
+        start = time.perf_counter()
+        invoke()
+        warmup.append((time.perf_counter() - start) * 1e6)
+    runs = []
+    for _ in range(num_runs):
+        start = time.perf_counter()
+        invoke()
+        runs.append((time.perf_counter() - start) * 1e6)
+    return {
+        "first_us": first, "warmup_avg_us": float(np.mean(warmup)) if warmup else math.nan,
+        "avg_us": float(np.mean(runs)), "std_us": float(np.std(runs)),
+        "min_us": float(np.min(runs)), "max_us": float(np.max(runs)),
+        "p50_us": _percentile(runs, 50), "p90_us": _percentile(runs, 90),
+        "p99_us": _percentile(runs, 99), "runs": num_runs,
+    }
+
+
+def peak_memory_bytes() -> int:
+    """The process's peak resident memory (Linux reports KiB, macOS bytes)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def benchmark(path: Path, args: argparse.Namespace) -> dict:
+    return benchmark_content(read_model(path), path, args)
+
+
+def benchmark_content(content: bytes, path: Path, args: argparse.Namespace) -> dict:
+    """Every figure of the report for a model's bytes (``path`` names it in messages)."""
+    start = time.perf_counter()
+    model = SignatureModel(content, args.num_threads, args.use_xnnpack)
+    init_us = (time.perf_counter() - start) * 1e6
+    if args.stream and not model.is_streaming:
+        raise BenchmarkError(f"{path}: --stream needs a streaming model (frame and state "
+                             "inputs), e.g. gru_int8_stream.tflite")
+    # Inputs are set once and only invoke() is timed, as benchmark_model does; a streaming
+    # model also copies its new states to its state inputs, as a device loop must.
+    # A second interpreter, without a signature runner holding its tensors, for raw invokes;
+    # tensor indices are the model's, so the runner's details apply to it.
+    interpreter = make_interpreter(content, args.num_threads, args.use_xnnpack, str(path))
+    rng = np.random.default_rng(0)
+    for detail in model.input_details.values():
+        interpreter.set_tensor(detail["index"], quantize(
+            rng.standard_normal(tuple(detail["shape"])).astype(np.float32), detail))
+    state_pairs = [(model.output_details[f"new_{name}"]["index"], detail["index"])
+                   for name, detail in model.input_details.items() if name.startswith("state_")]
+
+    def invoke():
+        interpreter.invoke()
+        for new_state, state in state_pairs:
+            interpreter.set_tensor(state, interpreter.get_tensor(new_state))
+
+    def describe(details):
+        return {name: {"shape": [int(d) for d in detail["shape"]],
+                       "dtype": np.dtype(detail["dtype"]).name,
+                       "scale": float(detail["quantization"][0]),
+                       "zero_point": int(detail["quantization"][1])}
+                for name, detail in details.items()}
+
+    _, _, runtime = load_runtime()
+    result = {
+        "model": str(path), "runtime": runtime, "size_bytes": len(content),
+        "mode": "stream (one frame)" if model.is_streaming else "window",
+        "num_threads": args.num_threads, "use_xnnpack": args.use_xnnpack, "init_us": init_us,
+        **time_invokes(invoke, args.num_runs, args.warmup_runs),
+        "inputs": describe(model.input_details), "outputs": describe(model.output_details),
+        "tensor_dtypes": tensor_dtypes(model.interpreter),
+        "ops": model_ops(content),
+    }
+    if args.data_dir:
+        manifest_path = Path(args.manifest) if args.manifest else path.parent / MANIFEST
+        try:
+            front_end = json.loads(manifest_path.read_text())
+            front_end["features"], front_end["normalization"], front_end["labels"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise BenchmarkError(f"--manifest={manifest_path}: cannot read the front end "
+                                 f"({error})") from None
+        features, labels = labelled_features(Path(args.data_dir), front_end)
+        predictions = np.argmax(clip_scores(model, features), axis=-1)
+        result["accuracy"] = float(np.mean(predictions == labels))
+        result["clips"] = len(labels)
+    result["peak_memory_bytes"] = peak_memory_bytes()
+    return result
+
+
+def report(result: dict) -> str:
+    ops = [f"subgraph {i}: {', '.join(sorted(set(names)))} ({len(names)} ops)"
+           for i, names in enumerate(result["ops"])]
+    lines = [
+        f"model: {result['model']} ({result['size_bytes']:,} bytes), {result['mode']}, "
+        f"{result['runtime']}, {result['num_threads']} thread(s), "
+        f"XNNPACK {'on' if result['use_xnnpack'] else 'off'}",
+        f"init: {result['init_us']:.0f} us; first inference: {result['first_us']:.1f} us; "
+        f"warm-up average: {result['warmup_avg_us']:.1f} us",
+        f"latency over {result['runs']} runs (us): avg {result['avg_us']:.1f}  "
+        f"std {result['std_us']:.1f}  min {result['min_us']:.1f}  max {result['max_us']:.1f}  "
+        f"p50 {result['p50_us']:.1f}  p90 {result['p90_us']:.1f}  p99 {result['p99_us']:.1f}",
+        f"peak memory: {result['peak_memory_bytes'] / 2**20:.1f} MiB",
+        "inputs: " + "; ".join(f"{n} {v['shape']} {v['dtype']}" for n, v in
+                               result["inputs"].items()),
+        "outputs: " + "; ".join(f"{n} {v['shape']} {v['dtype']}" for n, v in
+                                result["outputs"].items()),
+        "tensor dtypes: " + ", ".join(f"{n} {c}" for n, c in result["tensor_dtypes"].items()),
+        *ops,
+    ]
+    if "accuracy" in result:
+        lines.append(f"accuracy: {100 * result['accuracy']:.2f} % on {result['clips']} clips")
+    return "\n".join(lines)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"must be true or false, got {text!r}")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="a .tflite file made by python -m kws.export")
+    parser.add_argument("--num_runs", type=_positive, default=50, help="timed invokes")
+    parser.add_argument("--warmup_runs", type=int, default=5, help="untimed invokes first")
+    parser.add_argument("--num_threads", type=_positive, default=1, help="interpreter threads")
+    parser.add_argument("--use_xnnpack", type=_boolean, default=True,
+                        help="true: LiteRT's default XNNPACK delegate; false: builtin kernels")
+    parser.add_argument("--stream", action="store_true",
+                        help="time one frame of a streaming model, state carried across invokes")
+    parser.add_argument("--data_dir", help="labelled clips, DATA_DIR/<label>/*.wav, for accuracy")
+    parser.add_argument("--manifest", help="manifest.json of the export (default: beside MODEL)")
+    parser.add_argument("--json", help="write every figure to this JSON file")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        result = benchmark(Path(args.model), args)
+    except BenchmarkError as error:
+        print(f"benchmark_tflite: error: {error}", file=sys.stderr)
+        return 1
+    print(report(result))
+    if args.json:
+        out = Path(args.json)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, out)  # never a half-written report
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
