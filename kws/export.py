@@ -90,17 +90,6 @@ def stream_calibration_samples(classifier: GRUClassifier,
     return samples
 
 
-def _details(model: benchmark_tflite.SignatureModel) -> dict:
-    def describe(details: dict) -> list[dict]:
-        return [{"name": name, "shape": [int(d) for d in detail["shape"]],
-                 "dtype": np.dtype(detail["dtype"]).name,
-                 "scale": float(detail["quantization"][0]),
-                 "zero_point": int(detail["quantization"][1])}
-                for name, detail in sorted(details.items())]
-
-    return {"inputs": describe(model.input_details), "outputs": describe(model.output_details)}
-
-
 def export(model_path: Path, calibration: np.ndarray, test_features: np.ndarray,
            test_labels: np.ndarray, keras_test_accuracy: float, training: dict) -> dict:
     """Writes the three TFLite files and ``manifest.json`` beside ``model_path``.
@@ -148,7 +137,9 @@ def export(model_path: Path, calibration: np.ndarray, test_features: np.ndarray,
             tmp.write_bytes(flatbuffer)
         manifest["files"][name] = {
             "bytes": len(flatbuffer), "sha256": hashlib.sha256(flatbuffer).hexdigest(),
-            "test_accuracy": float(np.mean(predictions == test_labels)), **_details(runner)}
+            "test_accuracy": float(np.mean(predictions == test_labels)),
+            "inputs": benchmark_tflite.tensor_specs(runner.input_details),
+            "outputs": benchmark_tflite.tensor_specs(runner.output_details)}
         logging.info("%s: %d bytes, test accuracy %.2f %%", name, len(flatbuffer),
                      100 * manifest["files"][name]["test_accuracy"])
     manifest["int8_stream_agrees_with_window"] = float(

@@ -248,6 +248,15 @@ def model_ops(content: bytes) -> list[list[str]]:
     return subgraphs
 
 
+def tensor_specs(details: dict) -> dict[str, dict]:
+    """Shape, dtype and quantization of a signature's inputs or outputs, by name."""
+    return {name: {"shape": [int(d) for d in detail["shape"]],
+                   "dtype": np.dtype(detail["dtype"]).name,
+                   "scale": float(detail["quantization"][0]),
+                   "zero_point": int(detail["quantization"][1])}
+            for name, detail in sorted(details.items())}
+
+
 def tensor_dtypes(interpreter) -> dict[str, int]:
     """How many tensors of each dtype the model holds, over all its subgraphs."""
     counts: dict[str, int] = {}
@@ -428,20 +437,14 @@ def benchmark_content(content: bytes, path: Path, args: argparse.Namespace) -> d
         for new_state, state in state_pairs:
             interpreter.set_tensor(state, interpreter.get_tensor(new_state))
 
-    def describe(details):
-        return {name: {"shape": [int(d) for d in detail["shape"]],
-                       "dtype": np.dtype(detail["dtype"]).name,
-                       "scale": float(detail["quantization"][0]),
-                       "zero_point": int(detail["quantization"][1])}
-                for name, detail in details.items()}
-
     _, _, runtime = load_runtime()
     result = {
         "model": str(path), "runtime": runtime, "size_bytes": len(content),
         "mode": "stream (one frame)" if model.is_streaming else "window",
         "num_threads": args.num_threads, "use_xnnpack": args.use_xnnpack, "init_us": init_us,
         **time_invokes(invoke, args.num_runs, args.warmup_runs),
-        "inputs": describe(model.input_details), "outputs": describe(model.output_details),
+        "inputs": tensor_specs(model.input_details),
+        "outputs": tensor_specs(model.output_details),
         "tensor_dtypes": tensor_dtypes(model.interpreter),
         "ops": model_ops(content),
     }
