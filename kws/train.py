@@ -32,8 +32,8 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Clips per training step.",
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate.",
                                     lower_bound=0.0)
 _OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Run folder to create (must be new or empty). Default: "
-    "export/runs/<date-time>.")
+    "output_dir", None, "Run folder. A new or empty one starts a run; one holding a stopped "
+    "run of the same flags resumes it. Default: export/runs/<date-time>.")
 _SEED = flags.DEFINE_integer("seed", 0, "Fixes synthetic data, initial weights and shuffling.")
 _CLIPS_PER_WORD = flags.DEFINE_integer(
     "clips_per_word", 1000, "Synthetic clips per word (only without --data_dir).", lower_bound=1)
@@ -45,6 +45,9 @@ _VALIDATION_PERCENTAGE = flags.DEFINE_float(
 _TESTING_PERCENTAGE = flags.DEFINE_float(
     "testing_percentage", 10.0, "Share of speakers for testing, by speaker hash.",
     lower_bound=0.0, upper_bound=100.0)
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Start afresh in an --output_dir that holds an earlier run, instead "
+    "of resuming it from its last completed epoch.")
 _VALIDATION_SPEAKERS = flags.DEFINE_string(
     "validation_speakers", "", "Comma-separated speakers held out for validation.")
 _TESTING_SPEAKERS = flags.DEFINE_string(
@@ -75,6 +78,7 @@ def config_from_flags():
         clips_per_word=_CLIPS_PER_WORD.value,
         cache_dir=Path(_CACHE_DIR.value).expanduser(),
         verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in log files
+        overwrite=_OVERWRITE.value,
         split=SplitSpec(
             validation_percentage=_VALIDATION_PERCENTAGE.value,
             testing_percentage=_TESTING_PERCENTAGE.value,
@@ -88,6 +92,7 @@ def config_from_flags():
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         sys.exit(f"kws.train: error: unexpected arguments {argv[1:]}; flags look like --epochs=5")
+    config = None
     try:
         config = config_from_flags()
         from kws.report import study_table
@@ -96,6 +101,12 @@ def main(argv: list[str]) -> None:
         run_report = train(config)
     except InputError as error:
         sys.exit(f"kws.train: error: {error}")
+    except KeyboardInterrupt:
+        # Every completed epoch is backed up: the same command carries on from there.
+        where = f" --output_dir={config.output_dir}" if config else ""
+        sys.stderr.write(f"\nkws.train: interrupted; rerun the same flags{where} to resume "
+                         "from the last completed epoch\n")
+        sys.exit(130)
     print(f"\nRun folder: {config.output_dir}  (report.md, curves.png, confusion.png, "
           f"{', '.join(f'{name}.keras' for name in config.models)})\n")
     print(study_table(run_report))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -45,6 +47,8 @@ class TrainConfig:
         split: How clips are assigned to training, validation and testing.
         features: The front end.
         verbose: Keras progress output: "auto", 0, 1 or 2.
+        overwrite: Start afresh in an ``output_dir`` that holds an earlier kws run, instead
+            of resuming it.
     """
 
     output_dir: Path
@@ -60,6 +64,7 @@ class TrainConfig:
     split: SplitSpec = SplitSpec()
     features: FeatureConfig = FeatureConfig()
     verbose: int | str = "auto"
+    overwrite: bool = False
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -96,20 +101,59 @@ def config_from_report(run_report: dict) -> TrainConfig:
     )
 
 
-def check_output_dir_is_new(output_dir: Path) -> None:
-    """An existing folder with anything in it is an error: a run never overwrites another."""
-    if output_dir.exists() and (not output_dir.is_dir() or any(output_dir.iterdir())):
+RUN_FILE = "run.json"
+# Settings that do not change what a run computes, so a resumed run may differ in them.
+_PRESENTATION = ("verbose", "overwrite")
+
+
+def saved_config(config: TrainConfig) -> dict:
+    """The run's settings as JSON values: written to ``run.json`` and ``report.json``."""
+    as_json = json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    return {key: value for key, value in as_json.items() if key not in _PRESENTATION}
+
+
+def check_run_folder(config: TrainConfig) -> bool:
+    """Whether to resume the kws run in ``output_dir``; False for a new or empty folder.
+
+    A folder holding a run with other settings, or anything that is not a kws run, is
+    an error: a run never overwrites what it did not write. ``--overwrite`` starts a
+    kws run's folder afresh.
+    """
+    output_dir = config.output_dir
+    if not output_dir.exists() or (output_dir.is_dir() and not any(output_dir.iterdir())):
+        return False
+    run_file = output_dir / RUN_FILE
+    if not run_file.is_file():
         raise InputError(
-            f"--output_dir={output_dir} already exists and is not empty; "
-            "choose a new folder, or leave the flag out for a fresh one under export/runs/"
-        )
-
-
-def create_output_dir(output_dir: Path) -> None:
+            f"--output_dir={output_dir} already exists, is not empty and holds no kws run; "
+            "choose a new folder, or leave the flag out for a fresh one under export/runs/")
+    if config.overwrite:
+        return False
     try:
+        saved = json.loads(run_file.read_text())
+    except (OSError, ValueError) as error:
+        raise InputError(f"{run_file}: unreadable ({error}); pass --overwrite to start "
+                         "afresh") from None
+    differences = sorted(key for key in set(saved) | set(saved_config(config))
+                         if saved.get(key) != saved_config(config).get(key))
+    if differences:
+        raise InputError(
+            f"--output_dir={output_dir} holds a run with other settings "
+            f"({', '.join(differences)}); rerun with the same flags to resume it, pass "
+            "--overwrite to start it afresh, or choose a new folder")
+    return True
+
+
+def start_run_folder(config: TrainConfig, resuming: bool) -> None:
+    output_dir = config.output_dir
+    try:
+        if output_dir.exists() and not resuming and config.overwrite:
+            shutil.rmtree(output_dir)
         (output_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        fileio.write_text_atomic(output_dir / RUN_FILE,
+                                 json.dumps(saved_config(config), indent=2) + "\n")
     except OSError as error:
-        raise InputError(f"--output_dir={output_dir}: cannot create it ({error.strerror})") \
+        raise InputError(f"--output_dir={output_dir}: cannot write there ({error.strerror})") \
             from None
 
 
@@ -135,28 +179,56 @@ def _log_skipped(data: LabelledClips) -> None:
                         len(data.skipped), shown, more)
 
 
+def read_history(path: Path) -> dict[str, list[float]]:
+    """Per-epoch metrics from a CSVLogger file; an epoch run twice keeps its last row."""
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as file:
+        rows = {int(row["epoch"]): row for row in csv.DictReader(file)
+                if None not in row.values() and "" not in row.values()}  # a torn last row
+    epochs = sorted(rows)
+    metrics = [key for key in rows[epochs[0]] if key != "epoch"] if epochs else []
+    return {key: [float(rows[epoch][key]) for epoch in epochs] for key in metrics}
+
+
 def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dict,
               test_labels: np.ndarray) -> tuple[keras.Model, dict, dict]:
-    """Trains one model; returns it with its best-validation weights, results and history."""
+    """Trains one model, resuming from its last completed epoch when an earlier run of the
+    same settings was stopped; returns it with its best-validation weights, its results
+    and its whole per-epoch history."""
+    checkpoints = config.output_dir / "checkpoints"
+    history_path = checkpoints / f"{name}.history.csv"
+    best_weights = checkpoints / f"{name}.best.weights.h5"
+    earlier = read_history(history_path)
+    done = len(earlier.get("loss", []))
     keras.utils.set_random_seed(config.seed)
     model = build_model(name, len(front_end.labels), front_end.features.feature_shape)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    best_weights = config.output_dir / "checkpoints" / f"{name}.best.weights.h5"
-    checkpoint = keras.callbacks.ModelCheckpoint(
-        best_weights, monitor="val_accuracy", mode="max", save_best_only=True,
-        save_weights_only=True,
-    )
-    logging.info("Training %s (%s parameters) for %d epochs", name, f"{model.count_params():,}",
-                 config.epochs)
     start = time.monotonic()
-    history = model.fit(datasets["training"], validation_data=datasets["validation"],
-                        epochs=config.epochs, callbacks=[checkpoint], verbose=config.verbose,
-                        shuffle=False)  # the dataset reshuffles itself every epoch
+    if done < config.epochs:
+        if done:
+            logging.info("Resuming %s after epoch %d of %d", name, done, config.epochs)
+        else:
+            logging.info("Training %s (%s parameters) for %d epochs", name,
+                         f"{model.count_params():,}", config.epochs)
+        callbacks = [  # in this order: a kill between them re-runs one epoch, loses none
+            keras.callbacks.CSVLogger(str(history_path), append=True),
+            keras.callbacks.ModelCheckpoint(
+                best_weights, monitor="val_accuracy", mode="max", save_best_only=True,
+                save_weights_only=True,
+                initial_value_threshold=max(earlier["val_accuracy"]) if done else None),
+            # Weights, optimizer state and epoch, kept twice so a torn file is survivable.
+            keras.callbacks.BackupAndRestore(str(checkpoints / f"{name}.backup"),
+                                             double_checkpoint=True),
+        ]
+        model.fit(datasets["training"], validation_data=datasets["validation"],
+                  epochs=config.epochs, callbacks=callbacks, verbose=config.verbose,
+                  shuffle=False)  # the dataset reshuffles itself every epoch
     train_seconds = time.monotonic() - start
     model.load_weights(best_weights)
     predictions = np.argmax(model.predict(datasets["testing"], verbose=0), axis=-1)
-    history = {key: [float(v) for v in values] for key, values in history.history.items()}
+    history = read_history(history_path)
     best_epoch = int(np.argmax(history["val_accuracy"]))
     results = {
         "params": model.count_params(),
@@ -164,6 +236,7 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dic
         "val_accuracy": history["val_accuracy"][best_epoch],
         "epochs": len(history["loss"]),
         "best_epoch": best_epoch + 1,
+        "resumed_after_epoch": done,
         "train_seconds": round(train_seconds, 1),
         "confusion_matrix": report.confusion_matrix(
             test_labels, predictions, len(front_end.labels)).tolist(),
@@ -176,11 +249,13 @@ def train(config: TrainConfig) -> dict:
 
     Returns the report that ``report.json`` holds.
     """
-    check_output_dir_is_new(config.output_dir)
+    resuming = check_run_folder(config)
     data = load_data(config)
     _log_skipped(data)
     data.check_splits_not_empty()
-    create_output_dir(config.output_dir)  # only now: bad input leaves no empty run folder
+    start_run_folder(config, resuming)  # only now: bad input leaves no empty run folder
+    if resuming:
+        logging.info("Resuming the run in %s (--overwrite starts it afresh)", config.output_dir)
     logging.info("Data: %s; labels %s; clips %s", data.source, ", ".join(data.labels),
                  data.split_sizes())
 
@@ -202,16 +277,21 @@ def train(config: TrainConfig) -> dict:
             "split_sizes": data.split_sizes(),
             "skipped": [dataclasses.asdict(item) for item in data.skipped],
         },
-        "config": {key: value for key, value in json.loads(json.dumps(
-            dataclasses.asdict(config), default=str)).items() if key != "verbose"},
+        "config": saved_config(config),
         "models": {},
     }
     histories = {}
     for name in config.models:
+        finished = config.output_dir / "checkpoints" / f"{name}.result.json"
+        if resuming and finished.is_file() and (config.output_dir / f"{name}.keras").is_file():
+            logging.info("Skipping %s: it finished before the run stopped", name)
+            run_report["models"][name], histories[name] = json.loads(finished.read_text())
+            continue
         model, results, histories[name] = train_one(
             name, config, front_end, datasets, data.splits["testing"].labels)
         with fileio.atomic_path(config.output_dir / f"{name}.keras") as tmp:
             model.save(tmp)
+        fileio.write_text_atomic(finished, json.dumps([results, histories[name]]))
         run_report["models"][name] = results
         logging.info("%s: test accuracy %.2f %%", name, 100 * results["test_accuracy"])
 

@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -58,11 +60,50 @@ class TrainSyntheticTest(tf.test.TestCase):
         model = keras.saving.load_model(self.run_dir / "gru.keras", safe_mode=True)
         self.assertEqual(model.predict(np.zeros((1, 101, 40)), verbose=0).shape, (1, 3))
 
-    def test_existing_run_folder_is_not_overwritten(self):
+    def test_a_run_with_other_settings_is_not_overwritten(self):
         before = (self.run_dir / "report.json").read_bytes()
-        with self.assertRaisesRegex(InputError, "already exists and is not empty"):
+        with self.assertRaisesRegex(InputError, r"holds a run with other settings "
+                                                r"\(batch_size, cache_dir, clips_per_word, "
+                                                r"epochs\).*--overwrite"):
             train(TrainConfig(output_dir=self.run_dir, epochs=1))
         self.assertEqual((self.run_dir / "report.json").read_bytes(), before)
+
+    def test_a_folder_that_is_no_run_is_never_cleared(self):
+        folder = Path(self.create_tempdir().full_path)
+        (folder / "notes.txt").write_text("mine")
+        with self.assertRaisesRegex(InputError, "holds no kws run"):
+            train(TrainConfig(output_dir=folder, epochs=1, overwrite=True))
+        self.assertEqual((folder / "notes.txt").read_text(), "mine")
+
+
+class ResumeTest(tf.test.TestCase):
+    def test_resumes_after_sigkill(self):
+        """Kills training after its first completed epoch; the same command finishes it."""
+        root = Path(self.create_tempdir().full_path)
+        flags = (f"--output_dir={root / 'run'}", f"--cache_dir={root / 'cache'}",
+                 "--clips_per_word=40", "--epochs=5", "--models=fc,gru", "--batch_size=16")
+        history_csv = root / "run" / "checkpoints" / "gru.history.csv"
+        process = subprocess.Popen([sys.executable, "-m", "kws.train", *flags],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and process.poll() is None:
+            if history_csv.is_file() and len(history_csv.read_text().splitlines()) >= 2:
+                process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.05)
+        process.wait(timeout=60)
+        self.assertEqual(process.returncode, -signal.SIGKILL, "training ended before the kill")
+
+        result = run_cli(*flags)
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        self.assertIn("Skipping fc: it finished before the run stopped", result.stderr)
+        self.assertRegex(result.stderr, r"Resuming gru after epoch [1-4] of 5")
+        report = json.loads((root / "run" / "report.json").read_text())
+        self.assertEqual(report["models"]["gru"]["epochs"], 5)
+        self.assertGreaterEqual(report["models"]["gru"]["resumed_after_epoch"], 1)
+        history = json.loads((root / "run" / "history.json").read_text())
+        self.assertLen(history["gru"]["loss"], 5)
+        self.assertLen(history["fc"]["loss"], 5)
 
 
 class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
