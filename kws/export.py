@@ -90,14 +90,16 @@ def stream_calibration_samples(classifier: GRUClassifier,
     return samples
 
 
-def export(model_path: Path, calibration: np.ndarray, test_features: np.ndarray,
-           test_labels: np.ndarray, keras_test_accuracy: float, training: dict) -> dict:
+def export(model_path: Path, front_end: FrontEnd, calibration: np.ndarray,
+           test_features: np.ndarray, test_labels: np.ndarray, keras_test_accuracy: float,
+           training: dict) -> dict:
     """Writes the three TFLite files and ``manifest.json`` beside ``model_path``.
 
     Args:
-        model_path: A trained ``gru.keras``; its run folder holds ``features.json``.
-        calibration: Normalised training features ``(clips, frames, mel bins)``, at least
-            200 clips, for int8 calibration.
+        model_path: A trained ``gru.keras``.
+        front_end: The run's front end (``features.json``), copied into the manifest.
+        calibration: Normalised training features ``(clips, frames, mel bins)``, for int8
+            calibration; 200 clips or more give stable ranges.
         test_features: Normalised test features, for the accuracy of each file.
         test_labels: Label indices of the test clips.
         keras_test_accuracy: The Keras model's accuracy on the same clips.
@@ -107,7 +109,6 @@ def export(model_path: Path, calibration: np.ndarray, test_features: np.ndarray,
     import keras  # the heavy import only when exporting
 
     out_dir = model_path.parent
-    front_end = FrontEnd.load(out_dir)
     model = keras.saving.load_model(model_path, safe_mode=True)
     classifier = GRUClassifier.from_keras(model)
     feature_shape = front_end.features.feature_shape
@@ -167,7 +168,7 @@ def export_run(model_path: Path, data, front_end: FrontEnd, keras_test_accuracy:
     subset = ClipSet(training_clips.clips[chosen], training_clips.labels[chosen],
                      tuple(training_clips.speakers[i] for i in chosen))
     testing = data.splits["testing"]
-    return export(model_path, features_array(subset, front_end),
+    return export(model_path, front_end, features_array(subset, front_end),
                   features_array(testing, front_end), testing.labels, keras_test_accuracy,
                   training_config)
 

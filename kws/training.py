@@ -134,8 +134,9 @@ def check_run_folder(config: TrainConfig) -> bool:
     except (OSError, ValueError) as error:
         raise InputError(f"{run_file}: unreadable ({error}); pass --overwrite to start "
                          "afresh") from None
-    differences = sorted(key for key in set(saved) | set(saved_config(config))
-                         if saved.get(key) != saved_config(config).get(key))
+    wanted = saved_config(config)
+    differences = sorted(key for key in set(saved) | set(wanted)
+                         if saved.get(key) != wanted.get(key))
     if differences:
         raise InputError(
             f"--output_dir={output_dir} holds a run with other settings "

@@ -496,6 +496,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
 def _boolean(text: str) -> bool:
     if text.lower() in ("true", "1", "yes"):
         return True
@@ -508,7 +515,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a .tflite file made by python -m kws.export")
     parser.add_argument("--num_runs", type=_positive, default=50, help="timed invokes")
-    parser.add_argument("--warmup_runs", type=int, default=5, help="untimed invokes first")
+    parser.add_argument("--warmup_runs", type=_non_negative, default=5,
+                        help="untimed invokes first")
     parser.add_argument("--num_threads", type=_positive, default=1, help="interpreter threads")
     parser.add_argument("--use_xnnpack", type=_boolean, default=True,
                         help="true: LiteRT's default XNNPACK delegate; false: builtin kernels")
