@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from kws import benchmark_tflite, fileio
 from kws.config import FrontEnd
 from kws.errors import InputError
+from kws.models import load_trained_model
 from kws.streaming import GRUClassifier
 
 WINDOW_FLOAT = "gru_float32.tflite"
@@ -106,10 +107,8 @@ def export(model_path: Path, front_end: FrontEnd, calibration: np.ndarray,
         training: The run's training configuration (``report.json``'s ``config``), kept in
             the manifest so the test clips can be rebuilt.
     """
-    import keras  # the heavy import only when exporting
-
     out_dir = model_path.parent
-    model = keras.saving.load_model(model_path, safe_mode=True)
+    model = load_trained_model(model_path)
     classifier = GRUClassifier.from_keras(model)
     feature_shape = front_end.features.feature_shape
 
@@ -184,8 +183,7 @@ def main(argv: list[str]) -> None:
         if not _MODEL.value:
             raise InputError("--model is required, e.g. --model=export/runs/<run>/gru.keras")
         model_path = Path(_MODEL.value)
-        if not model_path.is_file():
-            raise InputError(f"--model={model_path}: no such file")
+        load_trained_model(model_path)  # a bad file fails now, not after loading the data
         report_path = model_path.parent / "report.json"
         try:
             run_report = json.loads(report_path.read_text())

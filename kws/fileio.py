@@ -10,14 +10,16 @@ from pathlib import Path
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """Yields a temporary path beside ``path``; renames it onto ``path`` on success.
 
-    The temporary name keeps the suffix of ``path`` (Keras and matplotlib choose the
-    format from it) and lives in the same folder, so the final rename is atomic.
+    The temporary name ends in ``suffix``, by default the suffix of ``path`` (Keras and
+    matplotlib choose the format from it; Keras weights need ``.weights.h5``), and lives in
+    the same folder, so the final rename is atomic.
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.",
+                                    suffix=path.suffix if suffix is None else suffix)
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.chmod(0o666 & ~_umask())  # mkstemp's 0600 would make the result private

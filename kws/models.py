@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import keras
 
@@ -94,6 +95,24 @@ def build_model(name: str, num_classes: int,
         raise InputError(f"a classifier needs at least 2 classes, got num_classes={num_classes}")
     layers = MODEL_BUILDERS[name](tuple(input_shape), num_classes)
     return keras.Sequential([keras.Input(shape=tuple(input_shape)), *layers], name=name)
+
+
+def load_trained_model(path: str | Path) -> keras.Model:
+    """Loads a ``.keras`` model in Keras' safe mode: a file edited to run code (a lambda
+    layer, a pickled function) is refused, never executed. Anything that is not a model
+    raises ``InputError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--model={path}: no such file")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises many types for a bad file; all mean the same
+        reason = " ".join(str(error).split())
+        causes = [error, error.__cause__, error.__context__]
+        if any("code execution" in str(cause) for cause in causes if cause):
+            reason = "it holds Python code (a lambda), which safe mode refuses to run"
+        raise InputError(f"--model={path}: not a kws model that loads safely ({reason[:300]})") \
+            from None
 
 
 def gru_formula(input_size: int, units: int) -> str:

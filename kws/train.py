@@ -1,8 +1,9 @@
 """Trains the study's keyword-spotting models: ``python -m kws.train``.
 
 With no ``--data_dir`` it trains on synthetic speech (offline); with one, on
-``DATA_DIR/<word>/*.wav`` recordings. Writes a run folder with the models, the feature
-configuration, the report and pictures, and prints the study-style table.
+``DATA_DIR/<word>/*.wav`` recordings; with ``--dataset``, on Google Speech Commands.
+Writes a run folder with the models, the feature configuration, the report and
+pictures, and prints the study-style table.
 """
 
 from __future__ import annotations
@@ -19,9 +20,44 @@ from kws.errors import InputError
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder of labelled recordings, DATA_DIR/<word>/*.wav (Speech Commands "
     "layout, any sample rate). Leave out to train on synthetic speech.")
+_DATASET = flags.DEFINE_enum(
+    "dataset", None, ["speech_commands_v1", "speech_commands_v2"],
+    "Download a published dataset once (into --cache_dir) and train on it, instead of "
+    "--data_dir: Google Speech Commands v0.01 (1.4 GB) or v0.02 (2.3 GB).")
 _WANTED_WORDS = flags.DEFINE_string(
     "wanted_words", None, "Comma-separated words to train on. Default: every label folder of "
-    "--data_dir, or yes,no,up for synthetic speech.")
+    "--data_dir, the ten command words (yes,no,up,down,left,right,on,off,stop,go) for "
+    "--dataset, or yes,no,up for synthetic speech.")
+_SILENCE_PERCENTAGE = flags.DEFINE_float(
+    "silence_percentage", 10.0, "Size of the _silence_ class (background noise at a random "
+    "volume, or zeros without _background_noise_/), as a percentage of the wanted words' "
+    "clips per split; 0 for none. --data_dir and --dataset only.", lower_bound=0.0)
+_UNKNOWN_PERCENTAGE = flags.DEFINE_float(
+    "unknown_percentage", 10.0, "Size of the _unknown_ class (clips of words not in "
+    "--wanted_words), as a percentage of the wanted words' clips per split; 0 for none.",
+    lower_bound=0.0)
+_AUGMENT = flags.DEFINE_bool(
+    "augment", True, "Augment training clips with the settings below; --noaugment turns "
+    "all of it off.")
+_GAIN_DB = flags.DEFINE_float(
+    "gain_db", 10.0, "Training clips get louder or quieter by up to this many dB, as "
+    "speakers and microphones differ.", lower_bound=0.0)
+_TIME_SHIFT_MS = flags.DEFINE_float(
+    "time_shift_ms", 100.0, "Training clips move by up to this many ms.", lower_bound=0.0)
+_BACKGROUND_FREQUENCY = flags.DEFINE_float(
+    "background_frequency", 0.8, "Share of training clips mixed with _background_noise_.",
+    lower_bound=0.0, upper_bound=1.0)
+_BACKGROUND_VOLUME = flags.DEFINE_float(
+    "background_volume", 0.1, "Largest volume of mixed-in noise (1 = as recorded).",
+    lower_bound=0.0)
+_TIME_MASKS = flags.DEFINE_integer("time_masks", 2, "SpecAugment time masks per clip.",
+                                   lower_bound=0)
+_TIME_MASK_FRAMES = flags.DEFINE_integer(
+    "time_mask_frames", 10, "Widest SpecAugment time mask, in 10 ms frames.", lower_bound=0)
+_FREQUENCY_MASKS = flags.DEFINE_integer(
+    "frequency_masks", 2, "SpecAugment frequency masks per clip.", lower_bound=0)
+_FREQUENCY_MASK_BINS = flags.DEFINE_integer(
+    "frequency_mask_bins", 5, "Widest SpecAugment frequency mask, in mel bins.", lower_bound=0)
 # The model names are spelled out rather than imported: importing kws.models loads
 # TensorFlow, and this module must stay light (--help, and the synthesis processes that
 # re-import the main module).
@@ -61,7 +97,8 @@ def _optional_list(text: str | None, flag: str) -> tuple[str, ...]:
 
 def config_from_flags():
     """Turns the flags into one frozen ``TrainConfig``; bad values raise ``InputError``."""
-    from kws.data.split import SplitSpec  # after flag parsing: these import TensorFlow
+    from kws.data.augment import NO_AUGMENTATION, AugmentConfig  # these import TensorFlow
+    from kws.data.split import SplitSpec
     from kws.training import TrainConfig
 
     output_dir = _OUTPUT_DIR.value or Path("export") / "runs" / datetime.datetime.now().strftime(
@@ -69,7 +106,20 @@ def config_from_flags():
     return TrainConfig(
         output_dir=Path(output_dir),
         data_dir=Path(_DATA_DIR.value) if _DATA_DIR.value else None,
+        dataset=_DATASET.value,
         wanted_words=_optional_list(_WANTED_WORDS.value, "--wanted_words") or None,
+        silence_percentage=_SILENCE_PERCENTAGE.value,
+        unknown_percentage=_UNKNOWN_PERCENTAGE.value,
+        augmentation=AugmentConfig(
+            gain_db=_GAIN_DB.value,
+            time_shift_ms=_TIME_SHIFT_MS.value,
+            background_frequency=_BACKGROUND_FREQUENCY.value,
+            background_volume=_BACKGROUND_VOLUME.value,
+            time_masks=_TIME_MASKS.value,
+            time_mask_frames=_TIME_MASK_FRAMES.value,
+            frequency_masks=_FREQUENCY_MASKS.value,
+            frequency_mask_bins=_FREQUENCY_MASK_BINS.value,
+        ) if _AUGMENT.value else NO_AUGMENTATION,
         models=_optional_list(_MODELS.value, "--models"),
         epochs=_EPOCHS.value,
         batch_size=_BATCH_SIZE.value,

@@ -15,9 +15,11 @@ from absl import logging
 
 from kws import fileio, report
 from kws.config import FeatureConfig, FrontEnd
+from kws.data.augment import AugmentConfig
 from kws.data.dataset import LabelledClips
-from kws.data.folder import load_folder
-from kws.data.pipeline import fit_normalization, make_dataset
+from kws.data.download import DATASETS, SPEECH_COMMANDS_WORDS, fetch
+from kws.data.folder import ExtraClasses, load_folder
+from kws.data.pipeline import fit_normalization, make_augmented_dataset, make_dataset
 from kws.data.split import SplitSpec
 from kws.data.synthetic import SyntheticSpec, load_synthetic
 from kws.errors import InputError
@@ -34,9 +36,17 @@ class TrainConfig:
 
     Args:
         output_dir: Run folder to create; it must not hold anything yet.
-        data_dir: Folder of ``<label>/*.wav`` recordings; None trains on synthetic speech.
+        data_dir: Folder of ``<label>/*.wav`` recordings; None trains on synthetic speech
+            (or on ``dataset``).
+        dataset: A published dataset to download once and train on, a key of
+            ``kws.data.download.DATASETS``; None for ``data_dir`` or synthetic speech.
         wanted_words: Labels to train on; None means every label folder of ``data_dir``,
-            or ``yes, no, up`` for synthetic speech.
+            the ten command words for a Speech Commands ``dataset``, or ``yes, no, up`` for
+            synthetic speech.
+        silence_percentage: Size of the ``_silence_`` class, as a percentage of the wanted
+            words' clips in each split (folders and datasets only).
+        unknown_percentage: Size of the ``_unknown_`` class (clips of other words), likewise.
+        augmentation: What happens to training clips.
         models: Which of ``fc``, ``cnn``, ``gru`` to train, in order.
         epochs: Passes over the training split.
         batch_size: Clips per training step.
@@ -53,7 +63,11 @@ class TrainConfig:
 
     output_dir: Path
     data_dir: Path | None = None
+    dataset: str | None = None
     wanted_words: tuple[str, ...] | None = None
+    silence_percentage: float = 10.0
+    unknown_percentage: float = 10.0
+    augmentation: AugmentConfig = AugmentConfig()
     models: tuple[str, ...] = MODEL_NAMES
     epochs: int = 50
     batch_size: int = 64
@@ -75,30 +89,36 @@ class TrainConfig:
                 raise InputError(f"--{name} must be at least 1, got {getattr(self, name)!r}")
         if not self.learning_rate > 0:
             raise InputError(f"--learning_rate must be positive, got {self.learning_rate!r}")
+        if self.dataset is not None and self.dataset not in DATASETS:
+            raise InputError(f"--dataset={self.dataset}: unknown; choose from "
+                             + ", ".join(DATASETS))
+        if self.dataset is not None and self.data_dir is not None:
+            raise InputError("--dataset and --data_dir both given; pass one of them")
+        ExtraClasses(self.silence_percentage, self.unknown_percentage)  # raises when out of range
+
+    @property
+    def extra_classes(self) -> ExtraClasses:
+        return ExtraClasses(self.silence_percentage, self.unknown_percentage, self.seed)
+
+
+_NESTED = {"split": SplitSpec, "features": FeatureConfig, "augmentation": AugmentConfig}
+_PATHS = ("output_dir", "data_dir", "cache_dir")
 
 
 def config_from_report(run_report: dict) -> TrainConfig:
-    """The ``TrainConfig`` of a finished run, from its ``report.json``."""
-    saved = run_report["config"]
+    """The ``TrainConfig`` of a finished run, from its ``report.json`` (settings an older
+    run did not record keep their defaults)."""
+    def value_of(name, value):
+        if name in _NESTED:
+            return _NESTED[name](**{key: tuple(item) if isinstance(item, list) else item
+                                    for key, item in value.items()})
+        if name in _PATHS:
+            return Path(value) if value else None
+        return tuple(value) if isinstance(value, list) else value
 
-    def optional_path(value):
-        return Path(value) if value else None
-
-    return TrainConfig(
-        output_dir=Path(saved["output_dir"]),
-        data_dir=optional_path(saved["data_dir"]),
-        wanted_words=tuple(saved["wanted_words"]) if saved["wanted_words"] else None,
-        models=tuple(saved["models"]),
-        epochs=saved["epochs"],
-        batch_size=saved["batch_size"],
-        learning_rate=saved["learning_rate"],
-        seed=saved["seed"],
-        clips_per_word=saved["clips_per_word"],
-        cache_dir=Path(saved["cache_dir"]),
-        split=SplitSpec(**{key: tuple(value) if isinstance(value, list) else value
-                           for key, value in saved["split"].items()}),
-        features=FeatureConfig(**saved["features"]),
-    )
+    names = {field.name for field in dataclasses.fields(TrainConfig)}
+    return TrainConfig(**{name: value_of(name, value)
+                          for name, value in run_report["config"].items() if name in names})
 
 
 RUN_FILE = "run.json"
@@ -159,8 +179,13 @@ def start_run_folder(config: TrainConfig, resuming: bool) -> None:
 
 
 def load_data(config: TrainConfig) -> LabelledClips:
+    if config.dataset is not None:
+        folder = fetch(DATASETS[config.dataset], config.cache_dir)
+        return load_folder(folder, config.wanted_words or SPEECH_COMMANDS_WORDS,
+                           config.features, config.split, config.extra_classes)
     if config.data_dir is not None:
-        return load_folder(config.data_dir, config.wanted_words, config.features, config.split)
+        return load_folder(config.data_dir, config.wanted_words, config.features, config.split,
+                           config.extra_classes)
     spec = SyntheticSpec(words=config.wanted_words or SYNTHETIC_WORDS,
                          clips_per_word=config.clips_per_word, seed=config.seed)
     logging.info(
@@ -178,6 +203,52 @@ def _log_skipped(data: LabelledClips) -> None:
             if len(data.skipped) > SKIPPED_SHOWN else ""
         logging.warning("Skipped %d unreadable files: %s%s (all are listed in report.md)",
                         len(data.skipped), shown, more)
+
+
+class EpochSeconds(keras.callbacks.Callback):
+    """Adds each epoch's wall time to its logs, so the CSV history keeps it and a resumed
+    run still knows how long the whole training took."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.start = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["seconds"] = time.monotonic() - self.start
+
+
+class BestWeights(keras.callbacks.Callback):
+    """Saves the weights of each epoch that beats the best validation accuracy so far.
+
+    Like ``ModelCheckpoint(save_best_only=True)``, but written to a temporary name and
+    renamed (ModelCheckpoint writes in place; a kill during the write left a torn file
+    that the resumed run could not load), and with the accuracy of the saved weights kept
+    beside them, so a resumed run compares against what is really on disk.
+
+    Args:
+        path: Where the weights go; must end in ``.weights.h5``.
+    """
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+        self.record = path.with_name(path.name.removesuffix(".weights.h5") + ".json")
+        self.best = -np.inf
+        if path.is_file() and self.record.is_file():
+            self.best = json.loads(self.record.read_text())["val_accuracy"]
+
+    def saved(self) -> dict:
+        """Epoch (from 1) and validation accuracy of the weights on disk."""
+        return json.loads(self.record.read_text())
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        accuracy = (logs or {}).get("val_accuracy")
+        if accuracy is not None and accuracy > self.best:
+            self.best = accuracy
+            with fileio.atomic_path(self.path, suffix=".weights.h5") as tmp:
+                self.model.save_weights(tmp)
+            fileio.write_text_atomic(self.record, json.dumps(
+                {"epoch": epoch + 1, "val_accuracy": float(accuracy)}))
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
@@ -199,14 +270,13 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dic
     and its whole per-epoch history."""
     checkpoints = config.output_dir / "checkpoints"
     history_path = checkpoints / f"{name}.history.csv"
-    best_weights = checkpoints / f"{name}.best.weights.h5"
+    best_weights = BestWeights(checkpoints / f"{name}.best.weights.h5")
     earlier = read_history(history_path)
     done = len(earlier.get("loss", []))
     keras.utils.set_random_seed(config.seed)
     model = build_model(name, len(front_end.labels), front_end.features.feature_shape)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    start = time.monotonic()
     if done < config.epochs:
         if done:
             logging.info("Resuming %s after epoch %d of %d", name, done, config.epochs)
@@ -214,11 +284,9 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dic
             logging.info("Training %s (%s parameters) for %d epochs", name,
                          f"{model.count_params():,}", config.epochs)
         callbacks = [  # in this order: a kill between them re-runs one epoch, loses none
+            EpochSeconds(),
             keras.callbacks.CSVLogger(str(history_path), append=True),
-            keras.callbacks.ModelCheckpoint(
-                best_weights, monitor="val_accuracy", mode="max", save_best_only=True,
-                save_weights_only=True,
-                initial_value_threshold=max(earlier["val_accuracy"]) if done else None),
+            best_weights,
             # Weights, optimizer state and epoch, kept twice so a torn file is survivable.
             keras.callbacks.BackupAndRestore(str(checkpoints / f"{name}.backup"),
                                              double_checkpoint=True),
@@ -226,23 +294,40 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dic
         model.fit(datasets["training"], validation_data=datasets["validation"],
                   epochs=config.epochs, callbacks=callbacks, verbose=config.verbose,
                   shuffle=False)  # the dataset reshuffles itself every epoch
-    train_seconds = time.monotonic() - start
-    model.load_weights(best_weights)
+    model.load_weights(best_weights.path)
     predictions = np.argmax(model.predict(datasets["testing"], verbose=0), axis=-1)
     history = read_history(history_path)
-    best_epoch = int(np.argmax(history["val_accuracy"]))
+    best = best_weights.saved()
     results = {
         "params": model.count_params(),
         "test_accuracy": float(np.mean(predictions == test_labels)),
-        "val_accuracy": history["val_accuracy"][best_epoch],
+        "val_accuracy": best["val_accuracy"],
         "epochs": len(history["loss"]),
-        "best_epoch": best_epoch + 1,
+        "best_epoch": best["epoch"],
         "resumed_after_epoch": done,
-        "train_seconds": round(train_seconds, 1),
+        "train_seconds": round(sum(history["seconds"]), 1),  # every session's epochs
         "confusion_matrix": report.confusion_matrix(
             test_labels, predictions, len(front_end.labels)).tolist(),
     }
     return model, results, history
+
+
+def make_datasets(config: TrainConfig, data: LabelledClips, front_end: FrontEnd) -> dict:
+    """A ``tf.data`` pipeline per split; only the training split is augmented."""
+    datasets = {name: make_dataset(clips, front_end, config.batch_size)
+                for name, clips in data.splits.items() if name != "training"}
+    augmentation = config.augmentation
+    if not augmentation.active:
+        datasets["training"] = make_dataset(data.splits["training"], front_end,
+                                            config.batch_size, shuffle_seed=config.seed)
+        return datasets
+    if augmentation.background_frequency > 0 and not data.background:
+        logging.info("No _background_noise_ recordings: training clips get no noise mixed in")
+    logging.info("Augmenting training clips: %s", augmentation)
+    datasets["training"] = make_augmented_dataset(
+        data.splits["training"], front_end, config.batch_size, config.seed, augmentation,
+        data.background)
+    return datasets
 
 
 def train(config: TrainConfig) -> dict:
@@ -264,11 +349,7 @@ def train(config: TrainConfig) -> dict:
                          normalization=fit_normalization(data.splits["training"], config.features),
                          labels=data.labels)
     front_end.save(config.output_dir)
-    datasets = {
-        name: make_dataset(clips, front_end, config.batch_size,
-                           shuffle_seed=config.seed if name == "training" else None)
-        for name, clips in data.splits.items()
-    }
+    datasets = make_datasets(config, data, front_end)
 
     run_report = {
         "run": config.output_dir.name,

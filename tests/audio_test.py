@@ -5,6 +5,7 @@ from absl.testing import parameterized
 
 from kws.audio import AudioError, fit_to_clip, load_clip, read_wav, resample
 from kws.config import FeatureConfig
+from tests import fixtures
 
 
 class ReadWavTest(tf.test.TestCase, parameterized.TestCase):
@@ -37,6 +38,26 @@ class ReadWavTest(tf.test.TestCase, parameterized.TestCase):
         with self.assertRaisesRegex(AudioError, f"{path}: {message}"):
             read_wav(path)
 
+    def test_header_that_promises_more_than_the_file_holds(self):
+        path = self.create_tempfile("clip.wav", mode="wb", content=fixtures.wav_bytes(
+            b"\x00\x01" * 100, 16000, data_size=32000)).full_path
+        with self.assertRaisesRegex(AudioError, f"{path}: truncated WAV file"):
+            read_wav(path)
+
+    @parameterized.named_parameters(("zero", 0), ("one", 1), ("ten_megahertz", 10_000_000))
+    def test_header_with_an_impossible_rate(self, rate):
+        path = self.create_tempfile("clip.wav", mode="wb",
+                                    content=fixtures.wav_bytes(b"\x00\x01" * 100, rate)).full_path
+        with self.assertRaisesRegex(AudioError, f"{path}: WAV header gives a sample rate of "
+                                                f"{rate} Hz"):
+            read_wav(path)
+
+    def test_24_bit(self):
+        path = self.create_tempfile("clip.wav", mode="wb", content=fixtures.wav_bytes(
+            fixtures.int24_bytes(np.array([0.0, 0.5, -0.5])), 16000, bits=24)).full_path
+        samples, _ = read_wav(path)
+        self.assertAllClose(samples, [0.0, 0.5, -0.5], atol=1e-6)
+
     def test_no_samples(self):
         path = self.create_tempfile("clip.wav").full_path
         scipy.io.wavfile.write(path, 16000, np.zeros(0, np.int16))
@@ -62,6 +83,12 @@ class ClipTest(tf.test.TestCase):
         clip = fit_to_clip(samples, 20)
         self.assertLen(clip, 20)
         self.assertEqual(clip.sum(), 10.0)
+
+    def test_a_ten_minute_recording_is_no_keyword_clip(self):
+        path = self.create_tempfile("clip.wav", mode="wb", content=fixtures.wav_bytes(
+            np.zeros(600 * 8000, "<i2").tobytes(), 8000)).full_path
+        with self.assertRaisesRegex(AudioError, f"{path}: 600 s long; .*_background_noise_"):
+            load_clip(path, FeatureConfig())
 
     def test_load_clip_at_8k_gives_one_second_at_16k(self):
         path = self.create_tempfile("clip.wav").full_path

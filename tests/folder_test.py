@@ -2,9 +2,11 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from absl.testing import parameterized
 
+from kws.audio import write_wav
 from kws.config import FeatureConfig
-from kws.data.folder import load_folder
+from kws.data.folder import SILENCE, UNKNOWN, ExtraClasses, load_folder
 from kws.data.split import SPLITS, SplitSpec
 from kws.errors import InputError
 from tests import fixtures
@@ -87,6 +89,99 @@ class BadFilesTest(tf.test.TestCase):
         data = load_folder(root, None, FeatureConfig(), SplitSpec())
         self.assertEqual(data.split_sizes(), {"training": 5, "validation": 1, "testing": 2})
         self.assertEqual(data.splits["testing"].speakers, ("spk01", "spk02"))
+
+
+class SpeechCommandsTest(tf.test.TestCase, parameterized.TestCase):
+    """_silence_, _unknown_ and _background_noise_, as TensorFlow's speech_commands has them."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.root = fixtures.write_word_folder(
+            Path(tf.compat.v1.test.get_temp_dir()) / "commands",
+            {"yes": 300.0, "no": 500.0, "left": 700.0, "right": 900.0}, SPEAKERS, takes=2)
+        noise = cls.root / "_background_noise_"
+        noise.mkdir()
+        rng = np.random.default_rng(0)
+        write_wav(noise / "hum.wav", np.full(48000, 0.05, np.float32), 16000)
+        write_wav(noise / "short.wav", (rng.standard_normal(4000) * 0.05).astype(np.float32),
+                  16000)
+
+    def load(self, extra: ExtraClasses, root: Path | None = None):
+        return load_folder(root or self.root, ("yes", "no"), FeatureConfig(), SplitSpec(), extra)
+
+    def test_silence_and_unknown_come_first_and_are_sized_per_split(self):
+        data = self.load(ExtraClasses(silence_percentage=10.0, unknown_percentage=50.0))
+        self.assertEqual(data.labels, (SILENCE, UNKNOWN, "yes", "no"))
+        wanted = self.load(ExtraClasses(0.0, 0.0))
+        for name in SPLITS:
+            counts = np.bincount(data.splits[name].labels, minlength=4)
+            words = len(wanted.splits[name])
+            self.assertEqual(counts[0], np.ceil(words * 0.1), name)
+            self.assertEqual(counts[1], np.ceil(words * 0.5), name)
+            self.assertEqual(counts[2] + counts[3], words, name)
+        # Unknown clips are the other words' clips, keeping their speakers and the split.
+        unknown = data.splits["training"].labels == 1
+        self.assertContainsSubset(set(np.array(data.splits["training"].speakers)[unknown]),
+                                  set(wanted.splits["training"].speakers))
+
+    def test_both_zero_gives_the_wanted_words_only(self):
+        self.assertEqual(self.load(ExtraClasses(0.0, 0.0)).labels, ("yes", "no"))
+
+    def test_silence_is_background_noise_at_random_volumes(self):
+        data = self.load(ExtraClasses(silence_percentage=20.0, unknown_percentage=0.0))
+        self.assertLen(data.background, 2)
+        self.assertEqual(len(data.background[1]), 16000)  # a short recording is padded
+        silence = data.splits["training"].clips[data.splits["training"].labels == 0]
+        peaks = np.abs(silence).max(axis=1)
+        self.assertLessEqual(peaks.max(), 0.3)
+        self.assertGreater(len(set(np.round(peaks, 4))), 3)
+        self.assertEqual(data.splits["training"].speakers[-1], "")  # noise has no speaker
+
+    def test_silence_is_zeros_without_background_noise(self):
+        root = fixtures.write_word_folder(Path(self.create_tempdir().full_path),
+                                          {"yes": 300.0, "no": 500.0}, SPEAKERS[:10], takes=1)
+        data = self.load(ExtraClasses(silence_percentage=50.0, unknown_percentage=10.0), root)
+        self.assertEqual(data.labels, (SILENCE, "yes", "no"))  # no other words: no _unknown_
+        self.assertEmpty(data.background)
+        training = data.splits["training"]
+        silence = training.clips[training.labels == 0]
+        self.assertNotEmpty(silence)
+        self.assertAllEqual(silence, np.zeros_like(silence))
+
+    def test_existing_silence_and_unknown_folders_are_used(self):
+        root = fixtures.write_word_folder(
+            Path(self.create_tempdir().full_path),
+            {"yes": 300.0, "no": 500.0, UNKNOWN: 800.0, SILENCE: 50.0}, SPEAKERS[:10], takes=1)
+        data = self.load(ExtraClasses(silence_percentage=0.0, unknown_percentage=0.0), root)
+        self.assertEqual(data.labels, (SILENCE, UNKNOWN, "yes", "no"))
+        self.assertEqual(np.bincount(np.concatenate(
+            [data.splits[name].labels for name in SPLITS])).tolist(), [10, 10, 10, 10])
+
+    @parameterized.named_parameters(("parent", "../elsewhere/x.wav"),
+                                    ("absolute", "/etc/passwd"),
+                                    ("climbing", "yes/../../x.wav"))
+    def test_list_entries_outside_the_folder_are_refused(self, entry):
+        root = fixtures.write_word_folder(Path(self.create_tempdir().full_path),
+                                          {"yes": 300.0, "no": 500.0}, SPEAKERS[:3], takes=1)
+        (root / "testing_list.txt").write_text(f"yes/spk00_nohash_0.wav\n{entry}\n")
+        with self.assertRaisesRegex(InputError, f"testing_list.txt:2: '{entry}' points outside"):
+            self.load(ExtraClasses(0.0, 0.0), root)
+
+
+class BadMembersTest(tf.test.TestCase):
+    def test_junk_is_skipped_with_reasons_and_odd_formats_are_read(self):
+        root = fixtures.write_word_folder(Path(self.create_tempdir().full_path),
+                                          {"yes": 300.0, "no": 500.0}, SPEAKERS[:10], takes=1)
+        fixtures.write_bad_members(root / "yes")
+        data = load_folder(root, None, FeatureConfig(), SplitSpec(), ExtraClasses(0.0, 0.0))
+        reasons = {Path(item.path).name: item.reason for item in data.skipped}
+        unusable = {name for name, usable in fixtures.BAD_MEMBERS.items() if not usable}
+        self.assertEqual(set(reasons), unusable)
+        self.assertIn("truncated WAV file", reasons["truncated_nohash_0.wav"])
+        self.assertIn("not a readable WAV file", reasons["text_nohash_0.wav"])
+        self.assertIn("600 s long", reasons["tenminutes_nohash_0.wav"])
+        self.assertEqual(sum(data.split_sizes().values()), 20 + 3)  # 24-bit, float, stereo
 
 
 class FsddTest(tf.test.TestCase):

@@ -13,10 +13,14 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from kws.config import FrontEnd
-from kws.data.split import SplitSpec
+from kws.config import FeatureConfig, FrontEnd, Normalization
+from kws.data.augment import AugmentConfig
+from kws.data.dataset import ClipSet, LabelledClips
+from kws.data.folder import SILENCE, UNKNOWN
+from kws.data.pipeline import features_array
+from kws.data.split import SPLITS, SplitSpec
 from kws.errors import InputError
-from kws.training import TrainConfig, train
+from kws.training import TrainConfig, make_datasets, train
 from tests import fixtures
 
 RUN_FILES = ("features.json", "report.json", "report.md", "history.json", "curves.png",
@@ -76,34 +80,98 @@ class TrainSyntheticTest(tf.test.TestCase):
         self.assertEqual((folder / "notes.txt").read_text(), "mine")
 
 
-class ResumeTest(tf.test.TestCase):
-    def test_resumes_after_sigkill(self):
-        """Kills training after its first completed epoch; the same command finishes it."""
-        root = Path(self.create_tempdir().full_path)
-        flags = (f"--output_dir={root / 'run'}", f"--cache_dir={root / 'cache'}",
-                 "--clips_per_word=40", "--epochs=5", "--models=fc,gru", "--batch_size=16")
-        history_csv = root / "run" / "checkpoints" / "gru.history.csv"
+def start_and_stop(flags: tuple[str, ...], history_csv: Path, stop: signal.Signals,
+                   log: Path) -> int:
+    """Starts ``kws.train`` and sends ``stop`` once ``history_csv`` has a completed epoch;
+    returns the exit status."""
+    with log.open("w") as stderr:
         process = subprocess.Popen([sys.executable, "-m", "kws.train", *flags],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                   stdout=subprocess.DEVNULL, stderr=stderr)
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and process.poll() is None:
             if history_csv.is_file() and len(history_csv.read_text().splitlines()) >= 2:
-                process.send_signal(signal.SIGKILL)
+                process.send_signal(stop)
                 break
             time.sleep(0.05)
-        process.wait(timeout=60)
-        self.assertEqual(process.returncode, -signal.SIGKILL, "training ended before the kill")
+        return process.wait(timeout=120)
+
+
+class ResumeTest(tf.test.TestCase):
+    def test_resumes_after_ctrl_c_and_after_sigkill(self):
+        """Ctrl-C during the first model, SIGKILL during the second, each after a completed
+        epoch; every rerun of the same command carries on, and the last one finishes."""
+        root = Path(self.create_tempdir().full_path)
+        run_dir = root / "run"
+        flags = (f"--output_dir={run_dir}", f"--cache_dir={root / 'cache'}",
+                 "--clips_per_word=40", "--epochs=5", "--models=fc,gru", "--batch_size=16")
+        checkpoints = run_dir / "checkpoints"
+
+        status = start_and_stop(flags, checkpoints / "fc.history.csv", signal.SIGINT,
+                                root / "first.log")
+        self.assertEqual(status, 130, (root / "first.log").read_text()[-2000:])
+        self.assertIn(f"kws.train: interrupted; rerun the same flags --output_dir={run_dir} "
+                      "to resume", (root / "first.log").read_text())
+
+        status = start_and_stop(flags, checkpoints / "gru.history.csv", signal.SIGKILL,
+                                root / "second.log")
+        self.assertEqual(status, -signal.SIGKILL, "training ended before the kill")
+        self.assertRegex((root / "second.log").read_text(), r"Resuming fc after epoch [1-4] of 5")
 
         result = run_cli(*flags)
         self.assertEqual(result.returncode, 0, result.stderr[-2000:])
         self.assertIn("Skipping fc: it finished before the run stopped", result.stderr)
         self.assertRegex(result.stderr, r"Resuming gru after epoch [1-4] of 5")
-        report = json.loads((root / "run" / "report.json").read_text())
+        report = json.loads((run_dir / "report.json").read_text())
         self.assertEqual(report["models"]["gru"]["epochs"], 5)
         self.assertGreaterEqual(report["models"]["gru"]["resumed_after_epoch"], 1)
-        history = json.loads((root / "run" / "history.json").read_text())
+        history = json.loads((run_dir / "history.json").read_text())
         self.assertLen(history["gru"]["loss"], 5)
         self.assertLen(history["fc"]["loss"], 5)
+
+
+def without_timings(value):
+    """A report with every timing removed: what must repeat exactly for the same seed."""
+    if isinstance(value, dict):
+        return {key: without_timings(item) for key, item in value.items()
+                if key not in ("train_seconds", "run", "output_dir")}
+    if isinstance(value, list):
+        return [without_timings(item) for item in value]
+    return value
+
+
+class DeterminismTest(tf.test.TestCase):
+    def test_same_seed_same_report(self):
+        root = Path(self.create_tempdir().full_path)
+        reports = []
+        for attempt in ("first", "second"):
+            result = run_cli(f"--output_dir={root / attempt}", f"--cache_dir={root / 'cache'}",
+                             "--seed=1", "--clips_per_word=30", "--epochs=2", "--models=gru")
+            self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+            reports.append(json.loads((root / attempt / "report.json").read_text()))
+        self.assertEqual(without_timings(reports[0]), without_timings(reports[1]))
+        self.assertEqual(reports[0]["config"]["seed"], 1)
+
+
+class AugmentationSplitTest(tf.test.TestCase):
+    def test_only_the_training_split_is_augmented(self):
+        rng = np.random.default_rng(0)
+        splits = {name: ClipSet((rng.standard_normal((8, 16000)) * 0.1).astype(np.float32),
+                                np.arange(8) % 2, ("s",) * 8) for name in SPLITS}
+        data = LabelledClips(labels=("a", "b"), splits=splits, source="test",
+                             background=(rng.standard_normal(32000).astype(np.float32),))
+        front_end = FrontEnd(FeatureConfig(), Normalization((0.0,) * 40, (1.0,) * 40),
+                             ("a", "b"))
+        loud = AugmentConfig(gain_db=20.0, background_frequency=1.0, background_volume=1.0,
+                             time_masks=5, time_mask_frames=20)
+        datasets = make_datasets(TrainConfig(output_dir=Path("unused"), batch_size=8,
+                                             augmentation=loud), data, front_end)
+        for name in ("validation", "testing"):
+            features = np.concatenate([batch.numpy() for batch, _ in datasets[name]])
+            self.assertAllClose(features, features_array(splits[name], front_end), atol=1e-5)
+        training = np.concatenate([batch.numpy() for batch, _ in datasets["training"]])
+        self.assertEqual(training.shape, (8, 101, 40))
+        clean = features_array(splits["training"], front_end)
+        self.assertGreater(np.abs(np.sort(training.ravel()) - np.sort(clean.ravel())).max(), 1)
 
 
 class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
@@ -113,6 +181,11 @@ class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
         ("epochs", {"epochs": 0}, "--epochs must be at least 1, got 0"),
         ("batch", {"batch_size": 0}, "--batch_size must be at least 1, got 0"),
         ("rate", {"learning_rate": -1.0}, "--learning_rate must be positive, got -1.0"),
+        ("dataset", {"dataset": "timit"}, "--dataset=timit: unknown; choose from "
+                                          "speech_commands_v1, speech_commands_v2"),
+        ("dataset_and_dir", {"dataset": "speech_commands_v1", "data_dir": Path("x")},
+         "--dataset and --data_dir both given"),
+        ("silence", {"silence_percentage": -5.0}, "--silence_percentage must be between 0"),
     )
     def test_rejects_bad_values(self, overrides, message):
         with self.assertRaisesRegex(InputError, message):
@@ -128,10 +201,50 @@ class TrainFsddTest(tf.test.TestCase):
         run_dir = Path(self.create_tempdir().full_path) / "run"
         report = train(TrainConfig(
             output_dir=run_dir, data_dir=fixtures.FSDD, wanted_words=("0", "1", "2"),
-            models=("cnn",), epochs=4, batch_size=32, verbose=0,
+            models=("cnn",), epochs=4, batch_size=32, verbose=0, silence_percentage=0.0,
+            unknown_percentage=0.0,
             split=SplitSpec(testing_speakers=("theo",), validation_speakers=("lucas",))))
         self.assertEqual(report["data"]["split_sizes"]["testing"], 150)
         self.assertGreater(report["models"]["cnn"]["test_accuracy"], 0.5)  # chance: 1/3
+
+
+class TrainSpeechCommandsSampleTest(tf.test.TestCase):
+    """The 30-word layout of Speech Commands v0.01: 10 clips a word, 41 speakers."""
+
+    def test_unknown_class_and_speaker_split_end_to_end(self):
+        if not fixtures.SPEECH_COMMANDS_SAMPLE.is_dir():
+            self.skipTest(fixtures.SPEECH_COMMANDS_MISSING)
+        run_dir = Path(self.create_tempdir().full_path) / "run"
+        report = train(TrainConfig(
+            output_dir=run_dir, data_dir=fixtures.SPEECH_COMMANDS_SAMPLE,
+            wanted_words=("yes", "no", "up"), unknown_percentage=100.0, models=("fc",),
+            epochs=2, batch_size=16, verbose=0,
+            split=SplitSpec(validation_percentage=20.0, testing_percentage=20.0)))
+        self.assertEqual(report["data"]["labels"], [SILENCE, UNKNOWN, "yes", "no", "up"])
+        sizes = report["data"]["split_sizes"]
+        # 30 word clips, as many unknown ones, and 10 % silence rounded up in each split.
+        self.assertBetween(sum(sizes.values()) - 60, 3, 6)
+        self.assertGreater(min(sizes.values()), 0)
+        matrix = np.asarray(report["models"]["fc"]["confusion_matrix"])
+        self.assertGreater(matrix[1].sum(), 0)  # the test split has _unknown_ clips
+        self.assertIn("split by speaker hash", report["data"]["source"])
+
+
+class TrainBadMembersTest(tf.test.TestCase):
+    def test_run_finishes_and_reports_what_was_skipped(self):
+        root = Path(self.create_tempdir().full_path)
+        data_dir = fixtures.write_word_folder(root / "words", {"yes": 300.0, "no": 500.0},
+                                              [f"spk{i:02d}" for i in range(20)], takes=1)
+        fixtures.write_bad_members(data_dir / "no")
+        report = train(TrainConfig(output_dir=root / "run", data_dir=data_dir, models=("fc",),
+                                   epochs=1, verbose=0))
+        skipped = {Path(item["path"]).name for item in report["data"]["skipped"]}
+        self.assertEqual(skipped, {name for name, usable in fixtures.BAD_MEMBERS.items()
+                                   if not usable})
+        markdown = (root / "run" / "report.md").read_text()
+        self.assertIn("## Skipped files (4)", markdown)
+        self.assertRegex(markdown, r"truncated_nohash_0.wav`: .*truncated WAV file")
+        self.assertRegex(markdown, r"tenminutes_nohash_0.wav`: .*600 s long")
 
 
 def run_cli(*flags: str) -> subprocess.CompletedProcess:

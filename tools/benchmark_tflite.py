@@ -18,6 +18,7 @@ the device computes features exactly as training did.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -321,9 +322,14 @@ def read_wav(path: Path, sample_rate: int) -> np.ndarray:
     try:
         with wave.open(str(path), "rb") as reader:
             rate, width = reader.getframerate(), reader.getsampwidth()
-            channels, data = reader.getnchannels(), reader.readframes(reader.getnframes())
+            channels, frames = reader.getnchannels(), reader.getnframes()
+            data = reader.readframes(frames)
     except (wave.Error, EOFError, OSError) as error:
         raise BenchmarkError(f"{path}: not a readable PCM WAV file ({error})") from None
+    if len(data) < frames * channels * width:
+        raise BenchmarkError(f"{path}: truncated WAV file (its header promises "
+                             f"{frames * channels * width:,} bytes of samples, the file holds "
+                             f"{len(data):,})")
     if rate != sample_rate:
         raise BenchmarkError(f"{path}: {rate} Hz; the model takes {sample_rate} Hz "
                              f"(resample first, e.g. sox in.wav -r {sample_rate} out.wav)")
@@ -456,12 +462,25 @@ def benchmark_content(content: bytes, path: Path, args: argparse.Namespace) -> d
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise BenchmarkError(f"--manifest={manifest_path}: cannot read the front end "
                                  f"({error})") from None
+        check_listed(content, front_end, manifest_path)
         features, labels = labelled_features(Path(args.data_dir), front_end)
         predictions = np.argmax(clip_scores(model, features), axis=-1)
         result["accuracy"] = float(np.mean(predictions == labels))
         result["clips"] = len(labels)
     result["peak_memory_bytes"] = peak_memory_bytes()
     return result
+
+
+def check_listed(content: bytes, manifest: dict, manifest_path: Path) -> None:
+    """The model must be one of the manifest's files (by sha256, whatever its name now):
+    another export's front end and labels would give wrong answers without a sign."""
+    listed = {name: entry.get("sha256") for name, entry in manifest.get("files", {}).items()}
+    digest = hashlib.sha256(content).hexdigest()
+    if listed and digest not in listed.values():
+        raise BenchmarkError(
+            f"--manifest={manifest_path}: the model's sha256 {digest[:16]}... matches none of "
+            f"its files ({', '.join(listed)}); pass the manifest.json of the export that made "
+            "this model")
 
 
 def report(result: dict) -> str:
@@ -539,8 +558,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         out = Path(args.json)
         tmp = out.with_name(f".{out.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        os.replace(tmp, out)  # never a half-written report
+        try:
+            tmp.write_text(json.dumps(result, indent=2) + "\n")
+            os.replace(tmp, out)  # never a half-written report
+        except OSError as error:
+            tmp.unlink(missing_ok=True)
+            print(f"benchmark_tflite: error: --json={out}: cannot write it ({error.strerror})",
+                  file=sys.stderr)
+            return 1
     return 0
 
 

@@ -37,12 +37,15 @@ class LabelledClips:
         splits: ``ClipSet`` per split name (``training``, ``validation``, ``testing``).
         source: One line that says where the clips came from, for logs and reports.
         skipped: Files that could not be read, with the reason.
+        background: Long noise recordings at the model's rate, for mixing into training
+            clips; empty when the source has none.
     """
 
     labels: tuple[str, ...]
     splits: dict[str, ClipSet]
     source: str
     skipped: tuple[SkippedFile, ...] = ()
+    background: tuple[np.ndarray, ...] = ()
 
     def split_sizes(self) -> dict[str, int]:
         return {name: len(self.splits[name]) for name in SPLITS}
@@ -51,7 +54,8 @@ class LabelledClips:
         """Training needs clips in every split; say how to get them when one is empty."""
         empty = [name for name in SPLITS if len(self.splits[name]) == 0]
         if empty:
-            speakers = sorted({s for clip_set in self.splits.values() for s in clip_set.speakers})
+            speakers = sorted({s for clip_set in self.splits.values() for s in clip_set.speakers
+                               if s})  # silence clips have no speaker
             shown = ", ".join(speakers[:10]) + (", ..." if len(speakers) > 10 else "")
             raise InputError(
                 f"{self.source}: the {' and '.join(empty)} split is empty "

@@ -6,6 +6,7 @@ import numpy as np
 import tensorflow as tf
 
 from kws.config import FeatureConfig, FrontEnd, Normalization
+from kws.data.augment import AugmentConfig, BackgroundNoise, augment_waveforms, spec_augment
 from kws.data.dataset import ClipSet
 from kws.features import LogMelSpectrogram, normalization_from_features, normalize
 
@@ -50,6 +51,37 @@ def make_dataset(clips: ClipSet, front_end: FrontEnd, batch_size: int,
     if shuffle_seed is not None:
         dataset = dataset.shuffle(len(clips), seed=shuffle_seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def make_augmented_dataset(clips: ClipSet, front_end: FrontEnd, batch_size: int, seed: int,
+                           augment: AugmentConfig,
+                           background: tuple[np.ndarray, ...] = ()) -> tf.data.Dataset:
+    """Training batches like ``make_dataset``'s, each clip augmented anew every epoch.
+
+    Waveforms stay in memory and features are computed per batch after the time shift and
+    noise; SpecAugment masks the normalised features. Shuffle order and augmentation
+    follow ``seed``: two runs with the same seed see the same batches.
+    """
+    config = front_end.features
+    log_mel = LogMelSpectrogram(config)
+    noise = BackgroundNoise(background, config.clip_samples) if background else None
+
+    def augmented(batch, seed):
+        waves, labels = batch
+        waves = augment_waveforms(waves, augment, config.sample_rate, noise, seed)
+        features = normalize(log_mel(waves), front_end.normalization)
+        return spec_augment(features, augment, seed), labels
+
+    batches = (
+        tf.data.Dataset.from_tensor_slices((clips.clips, clips.labels.astype(np.int32)))
+        .shuffle(len(clips), seed=seed, reshuffle_each_iteration=True)
+        .batch(batch_size)
+    )
+    # One random seed per batch, a new sequence every epoch, fixed by ``seed``.
+    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return (tf.data.Dataset.zip(batches, seeds)
+            .map(augmented, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def features_array(clips: ClipSet, front_end: FrontEnd) -> np.ndarray:

@@ -1,0 +1,146 @@
+"""Augmentation: exact outputs where the draw is forced, bounds, per-clip and per-seed."""
+
+import numpy as np
+import tensorflow as tf
+from absl.testing import parameterized
+
+from kws.config import FeatureConfig, FrontEnd, Normalization
+from kws.data import augment
+from kws.data.augment import AugmentConfig, BackgroundNoise
+from kws.data.dataset import ClipSet
+from kws.data.pipeline import features_array, make_augmented_dataset
+from kws.errors import InputError
+
+SEED = tf.constant(7, tf.int64)
+
+
+def ramp(batch: int, length: int = 100) -> tf.Tensor:
+    return tf.tile(tf.range(1, length + 1, dtype=tf.float32)[tf.newaxis] / length, [batch, 1])
+
+
+class ShiftInTimeTest(tf.test.TestCase):
+    def test_each_clip_is_a_zero_filled_shift_of_itself(self):
+        clips = ramp(32)
+        shifted = augment.shift_in_time(clips, 10, SEED).numpy()
+        shifts = set()
+        for row in shifted:
+            nonzero = np.flatnonzero(row)
+            # A ramp shifted by s starts with value (1 - s) / 100 at sample 0, or is zero there.
+            shift = nonzero[0] if nonzero[0] > 0 else 1 - round(row[0] * 100)
+            self.assertBetween(shift, -10, 10)
+            expected = np.roll(clips.numpy()[0], shift)
+            expected[:max(shift, 0)] = 0
+            expected[len(expected) + min(shift, 0):] = 0
+            self.assertAllClose(row, expected)
+            shifts.add(shift)
+        self.assertGreater(len(shifts), 5)  # every clip draws its own shift
+
+    def test_no_shift_leaves_clips_alone(self):
+        self.assertAllEqual(augment.shift_in_time(ramp(4), 0, SEED), ramp(4))
+
+
+class GainTest(tf.test.TestCase):
+    def test_gain_stays_within_the_bound(self):
+        clips = tf.fill([64, 10], 0.01)
+        ratio = (augment.change_gain(clips, 6.0, SEED) / clips).numpy()
+        self.assertAllClose(ratio.min(axis=1), ratio.max(axis=1))  # one gain per clip
+        gains_db = 20 * np.log10(ratio[:, 0])
+        self.assertBetween(gains_db.min(), -6.0, -3.0)
+        self.assertBetween(gains_db.max(), 3.0, 6.0)
+
+
+class BackgroundNoiseTest(tf.test.TestCase):
+    def setUp(self):
+        super().setUp()
+        # Two recordings of constant levels: a window of either has only that value.
+        self.noise = BackgroundNoise((np.full(150, 0.5, np.float32),
+                                      np.full(300, -0.25, np.float32)), clip_samples=100)
+
+    def test_frequency_one_mixes_a_window_into_every_clip(self):
+        mixed = self.noise.mix(tf.zeros([200, 100]), 1.0, 1.0, SEED).numpy()
+        self.assertAllClose(mixed.min(axis=1), mixed.max(axis=1))  # one recording, one volume
+        levels = mixed[:, 0]
+        self.assertTrue(np.all((levels >= -0.25) & (levels <= 0.5)))
+        self.assertTrue(np.any(levels > 0.1) and np.any(levels < -0.1))  # both recordings
+
+    def test_frequency_zero_changes_nothing(self):
+        clips = ramp(8)
+        self.assertAllEqual(self.noise.mix(clips, 0.0, 1.0, SEED), clips)
+
+    def test_frequency_is_the_share_of_clips(self):
+        mixed = self.noise.mix(tf.zeros([2000, 100]), 0.3, 1.0, SEED).numpy()
+        self.assertBetween(np.mean(mixed[:, 0] != 0), 0.25, 0.35)
+
+
+class SpecAugmentTest(tf.test.TestCase, parameterized.TestCase):
+    @parameterized.named_parameters(("one", 1, 10, 1, 5), ("two", 2, 10, 2, 5),
+                                    ("wide", 2, 30, 2, 12))
+    def test_masks_stay_within_their_bounds(self, time_masks, frames, frequency_masks, bins):
+        config = AugmentConfig(time_masks=time_masks, time_mask_frames=frames,
+                               frequency_masks=frequency_masks, frequency_mask_bins=bins)
+        masked = augment.spec_augment(tf.ones([64, 101, 40]), config, SEED).numpy()
+        frame_masked = np.all(masked == 0, axis=2)
+        bin_masked = np.all(masked == 0, axis=1)
+        self.assertLessEqual(frame_masked.sum(axis=1).max(), time_masks * frames)
+        self.assertLessEqual(bin_masked.sum(axis=1).max(), frequency_masks * bins)
+        self.assertGreater(frame_masked.sum(), 0)
+        self.assertGreater(len(set(frame_masked.sum(axis=1))), 3)  # each clip its own masks
+        # Only whole frames and whole bins are zeroed.
+        self.assertAllEqual(masked == 0, frame_masked[:, :, None] | bin_masked[:, None, :])
+
+    def test_no_masks_leave_features_alone(self):
+        config = AugmentConfig(time_masks=0, frequency_masks=0)
+        self.assertAllEqual(augment.spec_augment(tf.ones([2, 101, 40]), config, SEED),
+                            tf.ones([2, 101, 40]))
+
+
+class AugmentConfigTest(tf.test.TestCase, parameterized.TestCase):
+    @parameterized.named_parameters(
+        ("frequency", {"background_frequency": 1.5}, "--background_frequency must be between"),
+        ("shift", {"time_shift_ms": -1.0}, "--time_shift_ms must not be negative, got -1.0"),
+        ("masks", {"time_masks": -2}, "--time_masks must not be negative, got -2"),
+    )
+    def test_rejects_bad_values(self, overrides, message):
+        with self.assertRaisesRegex(InputError, message):
+            AugmentConfig(**overrides)
+
+    def test_active(self):
+        self.assertTrue(AugmentConfig().active)
+        self.assertFalse(augment.NO_AUGMENTATION.active)
+
+
+class AugmentedDatasetTest(tf.test.TestCase):
+    def setUp(self):
+        super().setUp()
+        rng = np.random.default_rng(0)
+        # The same clip 64 times: any difference between them is augmentation.
+        wave = (np.sin(np.arange(16000) / 7.0) * 0.3).astype(np.float32)
+        self.clips = ClipSet(np.tile(wave, (64, 1)), np.zeros(64, int), ("s",) * 64)
+        self.front_end = FrontEnd(FeatureConfig(), Normalization((0.0,) * 40, (1.0,) * 40),
+                                  ("a", "b"))
+        self.background = (rng.standard_normal(48000).astype(np.float32) * 0.2,)
+
+    def epochs(self, seed: int, count: int = 2) -> list[np.ndarray]:
+        dataset = make_augmented_dataset(self.clips, self.front_end, 16, seed, AugmentConfig(),
+                                         self.background)
+        return [np.concatenate([features.numpy() for features, _ in dataset])
+                for _ in range(count)]
+
+    def test_every_clip_and_every_epoch_differ(self):
+        first, second = self.epochs(seed=1)
+        self.assertEqual(first.shape, (64, 101, 40))
+        self.assertGreater(np.abs(first[0] - first[1]).max(), 0.1)
+        self.assertGreater(np.abs(first - second).max(), 0.1)
+
+    def test_same_seed_same_batches(self):
+        self.assertAllEqual(np.stack(self.epochs(seed=3)), np.stack(self.epochs(seed=3)))
+        self.assertNotAllClose(self.epochs(seed=3, count=1)[0], self.epochs(seed=4, count=1)[0])
+
+    def test_unaugmented_features_are_the_clean_ones(self):
+        clean = features_array(self.clips, self.front_end)
+        self.assertAllClose(clean[0], clean[1])
+        self.assertNotAllClose(self.epochs(seed=1, count=1)[0], clean)
+
+
+if __name__ == "__main__":
+    tf.test.main()
