@@ -17,7 +17,7 @@ from absl import app, flags
 
 from kws import fileio
 from kws.config import FrontEnd
-from kws.errors import InputError
+from kws.errors import InputError, describe_os_error
 
 # Every clip is evaluated: these two settings put all of them in one split.
 _ALL_CLIPS_SPLIT = {"validation_percentage": 0.0, "testing_percentage": 0.0}
@@ -148,6 +148,8 @@ def main(argv: list[str]) -> None:
         results = evaluate(model_path, data_dir, output_dir)
     except InputError as error:
         sys.exit(f"kws.evaluate: error: {error}")
+    except OSError as error:  # a full disk, a folder made read-only mid-run
+        sys.exit(f"kws.evaluate: error: {describe_os_error(error)}")
     print(markdown(results))
     print(f"Written to {output_dir}/ (evaluation.json, evaluation.md, confusion.png)")
 

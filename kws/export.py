@@ -17,7 +17,7 @@ from absl import app, flags, logging
 
 from kws import benchmark_tflite, fileio
 from kws.config import FrontEnd
-from kws.errors import InputError
+from kws.errors import InputError, describe_os_error
 from kws.models import load_trained_model
 from kws.streaming import GRUClassifier
 
@@ -195,6 +195,8 @@ def main(argv: list[str]) -> None:
                               keras_accuracy, run_report["config"])
     except InputError as error:
         sys.exit(f"kws.export: error: {error}")
+    except OSError as error:  # a full disk, a folder made read-only mid-run
+        sys.exit(f"kws.export: error: {describe_os_error(error)}")
     for name, entry in manifest["files"].items():
         print(f"{name:<24}{entry['bytes']:>9,} bytes  test accuracy "
               f"{100 * entry['test_accuracy']:.2f} %")

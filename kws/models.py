@@ -36,7 +36,9 @@ STUDY = {
 def _classifier_head(num_classes: int, hidden_layers: int) -> list[keras.layers.Layer]:
     """``hidden_layers`` x Dense(128, relu), then class probabilities."""
     hidden = [keras.layers.Dense(HIDDEN_UNITS, activation="relu") for _ in range(hidden_layers)]
-    return [*hidden, keras.layers.Dense(num_classes, activation="softmax")]
+    # Scores stay float32 under a mixed-precision policy: a float16 softmax loses the
+    # small probabilities and the loss with them.
+    return [*hidden, keras.layers.Dense(num_classes, activation="softmax", dtype="float32")]
 
 
 def _fc(input_shape: tuple[int, int], num_classes: int) -> list[keras.layers.Layer]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from absl import app, flags, logging
 
 from kws.config import parse_word_list
-from kws.errors import InputError
+from kws.errors import InputError, describe_os_error
 
 _DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder of labelled recordings, DATA_DIR/<word>/*.wav (Speech Commands "
@@ -84,6 +84,14 @@ _TESTING_PERCENTAGE = flags.DEFINE_float(
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Start afresh in an --output_dir that holds an earlier run, instead "
     "of resuming it from its last completed epoch.")
+_DISTRIBUTION = flags.DEFINE_enum(
+    "distribution", "default", ["default", "mirrored"],
+    "default: one device, the GPU when there is one; mirrored: every local GPU "
+    "(tf.distribute.MirroredStrategy). --batch_size is the global batch.")
+_MIXED_PRECISION = flags.DEFINE_enum(
+    "mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
+    "Keras dtype policy; the class scores stay float32. mixed_float16 pays off on GPUs "
+    "with tensor cores, mixed_bfloat16 on TPUs and recent CPUs/GPUs.")
 _VALIDATION_SPEAKERS = flags.DEFINE_string(
     "validation_speakers", "", "Comma-separated speakers held out for validation.")
 _TESTING_SPEAKERS = flags.DEFINE_string(
@@ -129,6 +137,8 @@ def config_from_flags():
         cache_dir=Path(_CACHE_DIR.value).expanduser(),
         verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in log files
         overwrite=_OVERWRITE.value,
+        distribution=_DISTRIBUTION.value,
+        mixed_precision=_MIXED_PRECISION.value,
         split=SplitSpec(
             validation_percentage=_VALIDATION_PERCENTAGE.value,
             testing_percentage=_TESTING_PERCENTAGE.value,
@@ -151,6 +161,9 @@ def main(argv: list[str]) -> None:
         run_report = train(config)
     except InputError as error:
         sys.exit(f"kws.train: error: {error}")
+    except OSError as error:  # a full disk, a folder made read-only mid-run
+        sys.exit(f"kws.train: error: {describe_os_error(error)}; completed epochs are kept, "
+                 "rerun the same flags to resume")
     except KeyboardInterrupt:
         # Every completed epoch is backed up: the same command carries on from there.
         where = f" --output_dir={config.output_dir}" if config else ""

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 from absl import logging
 
-from kws import fileio, report
+from kws import distribute, fileio, report
 from kws.config import FeatureConfig, FrontEnd
 from kws.data.augment import AugmentConfig
 from kws.data.dataset import LabelledClips
@@ -22,6 +22,7 @@ from kws.data.folder import ExtraClasses, load_folder
 from kws.data.pipeline import fit_normalization, make_augmented_dataset, make_dataset
 from kws.data.split import SplitSpec
 from kws.data.synthetic import SyntheticSpec, load_synthetic
+from kws.distribute import DISTRIBUTIONS, PRECISIONS
 from kws.errors import InputError
 from kws.models import MODEL_NAMES, build_model, check_model_names
 
@@ -47,6 +48,9 @@ class TrainConfig:
             words' clips in each split (folders and datasets only).
         unknown_percentage: Size of the ``_unknown_`` class (clips of other words), likewise.
         augmentation: What happens to training clips.
+        distribution: ``default``, ``mirrored`` or ``multi_worker`` (see ``kws.distribute``).
+        mixed_precision: Keras dtype policy: ``float32``, ``mixed_float16`` or
+            ``mixed_bfloat16``.
         models: Which of ``fc``, ``cnn``, ``gru`` to train, in order.
         epochs: Passes over the training split.
         batch_size: Clips per training step.
@@ -79,6 +83,8 @@ class TrainConfig:
     features: FeatureConfig = FeatureConfig()
     verbose: int | str = "auto"
     overwrite: bool = False
+    distribution: str = "default"
+    mixed_precision: str = "float32"
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -95,6 +101,12 @@ class TrainConfig:
         if self.dataset is not None and self.data_dir is not None:
             raise InputError("--dataset and --data_dir both given; pass one of them")
         ExtraClasses(self.silence_percentage, self.unknown_percentage)  # raises when out of range
+        if self.distribution not in DISTRIBUTIONS:
+            raise InputError(f"--distribution={self.distribution}: unknown; choose from "
+                             + ", ".join(DISTRIBUTIONS))
+        if self.mixed_precision not in PRECISIONS:
+            raise InputError(f"--mixed_precision={self.mixed_precision}: unknown; choose from "
+                             + ", ".join(PRECISIONS))
 
     @property
     def extra_classes(self) -> ExtraClasses:
@@ -122,8 +134,9 @@ def config_from_report(run_report: dict) -> TrainConfig:
 
 
 RUN_FILE = "run.json"
-# Settings that do not change what a run computes, so a resumed run may differ in them.
-_PRESENTATION = ("verbose", "overwrite")
+# Settings that do not change what a run computes (up to floating-point order), so a
+# resumed run may differ in them: a run pre-empted on two GPUs may finish on one.
+_PRESENTATION = ("verbose", "overwrite", "distribution")
 
 
 def saved_config(config: TrainConfig) -> dict:
@@ -264,7 +277,7 @@ def read_history(path: Path) -> dict[str, list[float]]:
 
 
 def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dict,
-              test_labels: np.ndarray) -> tuple[keras.Model, dict, dict]:
+              test_labels: np.ndarray, strategy) -> tuple[keras.Model, dict, dict]:
     """Trains one model, resuming from its last completed epoch when an earlier run of the
     same settings was stopped; returns it with its best-validation weights, its results
     and its whole per-epoch history."""
@@ -274,9 +287,10 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dic
     earlier = read_history(history_path)
     done = len(earlier.get("loss", []))
     keras.utils.set_random_seed(config.seed)
-    model = build_model(name, len(front_end.labels), front_end.features.feature_shape)
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    with strategy.scope():  # variables mirrored on every replica
+        model = build_model(name, len(front_end.labels), front_end.features.feature_shape)
+        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     if done < config.epochs:
         if done:
             logging.info("Resuming %s after epoch %d of %d", name, done, config.epochs)
@@ -335,6 +349,8 @@ def train(config: TrainConfig) -> dict:
 
     Returns the report that ``report.json`` holds.
     """
+    strategy = distribute.make_strategy(config.distribution)
+    distribute.set_precision(config.mixed_precision)
     resuming = check_run_folder(config)
     data = load_data(config)
     _log_skipped(data)
@@ -344,6 +360,7 @@ def train(config: TrainConfig) -> dict:
         logging.info("Resuming the run in %s (--overwrite starts it afresh)", config.output_dir)
     logging.info("Data: %s; labels %s; clips %s", data.source, ", ".join(data.labels),
                  data.split_sizes())
+    distribute.log_strategy(strategy, config.batch_size, config.learning_rate)
 
     front_end = FrontEnd(features=config.features,
                          normalization=fit_normalization(data.splits["training"], config.features),
@@ -370,7 +387,7 @@ def train(config: TrainConfig) -> dict:
             run_report["models"][name], histories[name] = json.loads(finished.read_text())
             continue
         model, results, histories[name] = train_one(
-            name, config, front_end, datasets, data.splits["testing"].labels)
+            name, config, front_end, datasets, data.splits["testing"].labels, strategy)
         with fileio.atomic_path(config.output_dir / f"{name}.keras") as tmp:
             model.save(tmp)
         fileio.write_text_atomic(finished, json.dumps([results, histories[name]]))

@@ -269,6 +269,8 @@ class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
         ("missing_data_dir", ["--data_dir=/no/such/folder"],
          "kws.train: error: --data_dir=/no/such/folder: no such folder"),
         ("negative_epochs", ["--epochs=-3"], "flag --epochs=-3: -3 is not a positive integer"),
+        ("zero_batch", ["--batch_size=0"], "flag --batch_size=0: 0 is not a positive integer"),
+        ("unknown_dataset", ["--dataset=timit"], "flag --dataset=timit: value should be one of"),
     )
     def test_bad_input_is_one_clear_line(self, flags, message):
         output_dir = Path(self.create_tempdir().full_path) / "run"

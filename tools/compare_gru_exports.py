@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from kws import benchmark_tflite
+from kws import benchmark_tflite, fileio
 from kws.export import STREAM_INT8, WINDOW_FLOAT, WINDOW_INT8
 
 
@@ -87,7 +87,7 @@ def main() -> int:
     print(f"int8 stream step / int8 window: {figures[STREAM_INT8]['avg_us'] / window:.4f} "
           "(target <= 0.02)")
     if args.json:
-        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+        fileio.write_text_atomic(args.json, json.dumps(figures, indent=2) + "\n")
     return 0
 
 
