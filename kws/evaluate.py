@@ -126,15 +126,6 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-_MODEL = flags.DEFINE_string("model", None, "A trained model, <run>/<name>.keras; its "
-                             "features.json must lie beside it.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Labelled clips, DATA_DIR/<label>/*.wav, "
-                                "with exactly the model's labels.")
-_OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Where to write the results. Default: "
-    "<run>/evaluation/<model name>-<data folder name>/.")
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         sys.exit(f"kws.evaluate: error: unexpected arguments {argv[1:]}")
@@ -155,4 +146,12 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    # Defined only when run: kws.export, importable beside this module, also has --model.
+    _MODEL = flags.DEFINE_string("model", None, "A trained model, <run>/<name>.keras; its "
+                                 "features.json must lie beside it.")
+    _DATA_DIR = flags.DEFINE_string("data_dir", None, "Labelled clips, DATA_DIR/<label>/*.wav, "
+                                    "with exactly the model's labels.")
+    _OUTPUT_DIR = flags.DEFINE_string(
+        "output_dir", None, "Where to write the results. Default: "
+        "<run>/evaluation/<model name>-<data folder name>/.")
     app.run(main)

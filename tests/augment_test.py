@@ -38,6 +38,23 @@ class ShiftInTimeTest(tf.test.TestCase):
     def test_no_shift_leaves_clips_alone(self):
         self.assertAllEqual(augment.shift_in_time(ramp(4), 0, SEED), ramp(4))
 
+    def test_frames_move_whole_and_the_gap_is_silence(self):
+        log_mel = tf.tile(ramp(16, 101)[:, :, tf.newaxis], [1, 1, 40])
+        shifted = augment.shift_frames(log_mel, AugmentConfig(time_shift_ms=50.0),
+                                       FeatureConfig(), SEED).numpy()
+        silence = np.log(FeatureConfig().log_floor)
+        for clip in shifted:
+            self.assertAllEqual(clip.min(axis=1), clip.max(axis=1))  # every bin moved alike
+            gap = np.isclose(clip[:, 0], silence)
+            self.assertLessEqual(gap.sum(), 5)  # 50 ms = 5 frames at most
+            kept = clip[~gap, 0]
+            self.assertAllClose(np.diff(kept), np.full(len(kept) - 1, 1 / 101), atol=1e-6)
+
+    def test_frame_shift_off(self):
+        log_mel = tf.ones([2, 101, 40])
+        self.assertAllEqual(augment.shift_frames(log_mel, AugmentConfig(time_shift_ms=0.0),
+                                                 FeatureConfig(), SEED), log_mel)
+
 
 class GainTest(tf.test.TestCase):
     def test_gain_stays_within_the_bound(self):

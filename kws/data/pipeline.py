@@ -6,7 +6,13 @@ import numpy as np
 import tensorflow as tf
 
 from kws.config import FeatureConfig, FrontEnd, Normalization
-from kws.data.augment import AugmentConfig, BackgroundNoise, augment_waveforms, spec_augment
+from kws.data.augment import (
+    AugmentConfig,
+    BackgroundNoise,
+    augment_waveforms,
+    shift_frames,
+    spec_augment,
+)
 from kws.data.dataset import ClipSet
 from kws.features import LogMelSpectrogram, normalization_from_features, normalize
 
@@ -58,9 +64,10 @@ def make_augmented_dataset(clips: ClipSet, front_end: FrontEnd, batch_size: int,
                            background: tuple[np.ndarray, ...] = ()) -> tf.data.Dataset:
     """Training batches like ``make_dataset``'s, each clip augmented anew every epoch.
 
-    Waveforms stay in memory and features are computed per batch after the time shift and
-    noise; SpecAugment masks the normalised features. Shuffle order and augmentation
-    follow ``seed``: two runs with the same seed see the same batches.
+    Waveforms stay in memory; per batch: gain and noise on the waveforms, log-mel
+    features, the time shift on their frames, then SpecAugment on the normalised
+    features. Shuffle order and augmentation follow ``seed``: two runs with the same seed
+    see the same batches.
     """
     config = front_end.features
     log_mel = LogMelSpectrogram(config)
@@ -68,8 +75,9 @@ def make_augmented_dataset(clips: ClipSet, front_end: FrontEnd, batch_size: int,
 
     def augmented(batch, seed):
         waves, labels = batch
-        waves = augment_waveforms(waves, augment, config.sample_rate, noise, seed)
-        features = normalize(log_mel(waves), front_end.normalization)
+        log_mel_features = shift_frames(log_mel(augment_waveforms(waves, augment, noise, seed)),
+                                        augment, config, seed)
+        features = normalize(log_mel_features, front_end.normalization)
         return spec_augment(features, augment, seed), labels
 
     batches = (
