@@ -8,6 +8,7 @@ import json
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -25,6 +26,9 @@ from kws.data.synthetic import SyntheticSpec, load_synthetic
 from kws.distribute import DISTRIBUTIONS, PRECISIONS
 from kws.errors import InputError
 from kws.models import MODEL_NAMES, build_model, check_model_names
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 SYNTHETIC_WORDS = ("yes", "no", "up")
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "kws"
@@ -48,7 +52,7 @@ class TrainConfig:
             words' clips in each split (folders and datasets only).
         unknown_percentage: Size of the ``_unknown_`` class (clips of other words), likewise.
         augmentation: What happens to training clips.
-        distribution: ``default``, ``mirrored`` or ``multi_worker`` (see ``kws.distribute``).
+        distribution: ``default`` or ``mirrored`` (see ``kws.distribute``).
         mixed_precision: Keras dtype policy: ``float32``, ``mixed_float16`` or
             ``mixed_bfloat16``.
         models: Which of ``fc``, ``cnn``, ``gru`` to train, in order.
@@ -277,7 +281,8 @@ def read_history(path: Path) -> dict[str, list[float]]:
 
 
 def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dict,
-              test_labels: np.ndarray, strategy) -> tuple[keras.Model, dict, dict]:
+              test_labels: np.ndarray, strategy: tf.distribute.Strategy
+              ) -> tuple[keras.Model, dict, dict]:
     """Trains one model, resuming from its last completed epoch when an earlier run of the
     same settings was stopped; returns it with its best-validation weights, its results
     and its whole per-epoch history."""
@@ -401,6 +406,7 @@ def train(config: TrainConfig) -> dict:
                            for name, results in run_report["models"].items()},
                           data.labels, config.output_dir / report.CONFUSION_FILENAME)
     report.write_report(config.output_dir, run_report)
+    distribute.set_precision("float32")  # the export computes in float32 whatever trained
     if "gru" in config.models:
         from kws.export import export_run
 

@@ -4,6 +4,7 @@ import json
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ class EvaluateTest(tf.test.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        root = Path(tf.compat.v1.test.get_temp_dir())
+        root = Path(tempfile.mkdtemp(dir=tf.compat.v1.test.get_temp_dir()))
         speakers = [f"spk{i:02d}" for i in range(20)]
         cls.data_dir = fixtures.write_word_folder(root / "words", WORDS, speakers, takes=2)
         cls.run_dir = root / "run"

@@ -1,3 +1,4 @@
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ class LoadFolderTest(tf.test.TestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.root = fixtures.write_word_folder(
-            Path(tf.compat.v1.test.get_temp_dir()) / "words", WORDS,
+            Path(tempfile.mkdtemp(dir=tf.compat.v1.test.get_temp_dir())), WORDS,
             SPEAKERS, takes=2, sample_rate=8000)
 
     def test_labels_and_speaker_disjoint_split(self):
@@ -98,7 +99,7 @@ class SpeechCommandsTest(tf.test.TestCase, parameterized.TestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.root = fixtures.write_word_folder(
-            Path(tf.compat.v1.test.get_temp_dir()) / "commands",
+            Path(tempfile.mkdtemp(dir=tf.compat.v1.test.get_temp_dir())),
             {"yes": 300.0, "no": 500.0, "left": 700.0, "right": 900.0}, SPEAKERS, takes=2)
         noise = cls.root / "_background_noise_"
         noise.mkdir()

@@ -45,6 +45,10 @@ class KerasFileTest(tf.test.TestCase, parameterized.TestCase):
         with self.assertRaisesRegex(InputError, f"--model={path}: not a kws model that loads "
                                                 "safely"):
             load_trained_model(path)
+
+    def test_commands_given_a_file_that_is_not_a_model(self):
+        path = Path(self.create_tempdir().full_path) / "gru.keras"
+        path.write_bytes(os.urandom(2000))
         for command in (["-m", "kws.export"], ["-m", "kws.evaluate", f"--data_dir={path.parent}"]):
             result = run(*command, f"--model={path}")
             self.assertNotEqual(result.returncode, 0)

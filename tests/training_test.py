@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +32,7 @@ class TrainSyntheticTest(tf.test.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        root = Path(tf.compat.v1.test.get_temp_dir())
+        root = Path(tempfile.mkdtemp(dir=tf.compat.v1.test.get_temp_dir()))
         cls.run_dir = root / "run"
         cls.report = train(TrainConfig(output_dir=cls.run_dir, clips_per_word=40, epochs=2,
                                        batch_size=16, cache_dir=root / "cache", verbose=0))
