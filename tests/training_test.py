@@ -272,6 +272,8 @@ class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
         ("negative_epochs", ["--epochs=-3"], "flag --epochs=-3: -3 is not a positive integer"),
         ("zero_batch", ["--batch_size=0"], "flag --batch_size=0: 0 is not a positive integer"),
         ("unknown_dataset", ["--dataset=timit"], "flag --dataset=timit: value should be one of"),
+        ("unknown_distribution", ["--distribution=tpu"],
+         "flag --distribution=tpu: value should be one of"),
     )
     def test_bad_input_is_one_clear_line(self, flags, message):
         output_dir = Path(self.create_tempdir().full_path) / "run"
