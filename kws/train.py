@@ -37,8 +37,9 @@ _UNKNOWN_PERCENTAGE = flags.DEFINE_float(
     "--wanted_words), as a percentage of the wanted words' clips per split; 0 for none.",
     lower_bound=0.0)
 _AUGMENT = flags.DEFINE_bool(
-    "augment", True, "Augment training clips with the settings below; --noaugment turns "
-    "all of it off.")
+    "augment", True, "Augment training clips as --gain_db, --time_shift_ms, "
+    "--background_frequency/--background_volume and the SpecAugment mask flags say; "
+    "--noaugment turns all of it off.")
 _GAIN_DB = flags.DEFINE_float(
     "gain_db", 10.0, "Training clips get louder or quieter by up to this many dB, as "
     "speakers and microphones differ.", lower_bound=0.0)
