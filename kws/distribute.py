@@ -1,11 +1,14 @@
-"""Where training runs: one device or all local GPUs (tf.distribute).
+"""Where training runs: one device, all local GPUs, or several machines (tf.distribute).
 
 Everything here is TensorFlow's own engine; kws only picks the strategy and says in the
-log what it uses. Several machines (MultiWorkerMirroredStrategy) are not offered yet:
-Keras 3's ``fit`` fails under that strategy (keras-team/keras#20585, open at Keras 3.15).
+log what it uses. Several machines train through ``kws.collective``'s loop, since Keras 3's
+``fit`` fails under MultiWorkerMirroredStrategy (keras-team/keras#20585).
 """
 
 from __future__ import annotations
+
+import json
+import os
 
 import keras
 import tensorflow as tf
@@ -13,7 +16,7 @@ from absl import logging
 
 from kws.errors import InputError
 
-DISTRIBUTIONS = ("default", "mirrored")
+DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 
 
@@ -21,15 +24,47 @@ def make_strategy(distribution: str) -> tf.distribute.Strategy:
     """The ``tf.distribute`` strategy for ``--distribution``.
 
     ``default``: one device, the GPU when there is one. ``mirrored``: every local GPU (or,
-    with none, every logical CPU device).
+    with none, every logical CPU device). ``multi_worker``: every GPU (or the CPU) of every
+    machine in the cluster that the ``TF_CONFIG`` environment variable describes; create it
+    before anything else runs TensorFlow ops.
     """
     if distribution == "default":
         return tf.distribute.get_strategy()
     if distribution == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
+    if distribution == "multi_worker":
+        check_tf_config(os.environ.get("TF_CONFIG"))
+        return tf.distribute.MultiWorkerMirroredStrategy()
     raise InputError(f"--distribution={distribution}: unknown; choose from "
                      + ", ".join(DISTRIBUTIONS))
+
+
+def check_tf_config(text: str | None) -> None:
+    """Raises InputError unless ``text`` is a TF_CONFIG naming a cluster and this task."""
+    example = ('e.g. TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
+               '"task": {"type": "worker", "index": 0}}\'')
+    if not text:
+        raise InputError(f"--distribution=multi_worker needs TF_CONFIG set on every worker, "
+                         f"{example}")
+    try:
+        config = json.loads(text)
+        cluster, task = config["cluster"], config["task"]
+        cluster[task["type"]][task["index"]]  # noqa: B018 (this task is in the cluster)
+    except (ValueError, KeyError, TypeError, IndexError) as error:
+        raise InputError(f"TF_CONFIG={text!r} is not a cluster with this task in it "
+                         f"({type(error).__name__}: {error}); {example}") from None
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run: the ``chief`` task, else worker 0, and always
+    outside a multi-worker cluster."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return True
+    resolver = strategy.cluster_resolver
+    if "chief" in resolver.cluster_spec().as_dict():
+        return resolver.task_type == "chief"
+    return resolver.task_type == "worker" and resolver.task_id == 0
 
 
 def set_precision(precision: str) -> None:
@@ -43,13 +78,17 @@ def set_precision(precision: str) -> None:
 def describe(strategy: tf.distribute.Strategy) -> str:
     """One log line: replicas, devices, and which GRU kernel Keras will use."""
     gpus = tf.config.list_logical_devices("GPU")
-    if isinstance(strategy, tf.distribute.MirroredStrategy):
+    if isinstance(strategy, (tf.distribute.MirroredStrategy,
+                             tf.distribute.MultiWorkerMirroredStrategy)):
         devices = strategy.extended.worker_devices
     else:  # the default strategy: Keras places the model on the first GPU, if any
         devices = [gpus[0].name if gpus else tf.config.list_logical_devices("CPU")[0].name]
     gru = ("fused cuDNN kernel" if gpus else
            "generic kernel (cuDNN needs a GPU)")
-    return (f"{type(strategy).__name__}: {strategy.num_replicas_in_sync} replica(s) on "
+    name = ("MultiWorkerMirroredStrategy"  # its class is CollectiveAllReduceStrategy
+            if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            else type(strategy).__name__)
+    return (f"{name}: {strategy.num_replicas_in_sync} replica(s) on "
             f"{', '.join(devices)}; GRU: {gru}; precision "
             f"{keras.mixed_precision.global_policy().name}")
 

@@ -86,9 +86,11 @@ _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Start afresh in an --output_dir that holds an earlier run, instead "
     "of resuming it from its last completed epoch.")
 _DISTRIBUTION = flags.DEFINE_enum(
-    "distribution", "default", ["default", "mirrored"],
+    "distribution", "default", ["default", "mirrored", "multi_worker"],
     "default: one device, the GPU when there is one; mirrored: every local GPU "
-    "(tf.distribute.MirroredStrategy). --batch_size is the global batch.")
+    "(tf.distribute.MirroredStrategy); multi_worker: every machine of the cluster in "
+    "TF_CONFIG (tf.distribute.MultiWorkerMirroredStrategy; run the same command on each, "
+    "the chief writes the run). --batch_size is the global batch.")
 _MIXED_PRECISION = flags.DEFINE_enum(
     "mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
     "Keras dtype policy; the class scores stay float32. mixed_float16 pays off on GPUs "
@@ -171,6 +173,9 @@ def main(argv: list[str]) -> None:
         sys.stderr.write(f"\nkws.train: interrupted; rerun the same flags{where} to resume "
                          "from the last completed epoch\n")
         sys.exit(130)
+    if run_report is None:
+        logging.info("Done; the chief wrote the run.")
+        return
     print(f"\nRun folder: {config.output_dir}  (report.md, curves.png, confusion.png, "
           f"{', '.join(f'{name}.keras' for name in config.models)})\n")
     print(study_table(run_report))

@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,7 +15,7 @@ import keras
 import numpy as np
 from absl import logging
 
-from kws import distribute, fileio, report
+from kws import collective, distribute, fileio, report
 from kws.config import FeatureConfig, FrontEnd
 from kws.data.augment import AugmentConfig
 from kws.data.dataset import LabelledClips
@@ -52,7 +53,8 @@ class TrainConfig:
             words' clips in each split (folders and datasets only).
         unknown_percentage: Size of the ``_unknown_`` class (clips of other words), likewise.
         augmentation: What happens to training clips.
-        distribution: ``default`` or ``mirrored`` (see ``kws.distribute``).
+        distribution: ``default``, ``mirrored`` or ``multi_worker`` (see
+            ``kws.distribute``).
         mixed_precision: Keras dtype policy: ``float32``, ``mixed_float16`` or
             ``mixed_bfloat16``.
         models: Which of ``fc``, ``cnn``, ``gru`` to train, in order.
@@ -306,15 +308,19 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dic
             EpochSeconds(),
             keras.callbacks.CSVLogger(str(history_path), append=True),
             best_weights,
-            # Weights, optimizer state and epoch, kept twice so a torn file is survivable.
-            keras.callbacks.BackupAndRestore(str(checkpoints / f"{name}.backup"),
-                                             double_checkpoint=True),
         ]
-        model.fit(datasets["training"], validation_data=datasets["validation"],
-                  epochs=config.epochs, callbacks=callbacks, verbose=config.verbose,
-                  shuffle=False)  # the dataset reshuffles itself every epoch
+        if config.distribution == "multi_worker":
+            collective.fit(model, datasets["training"], datasets["validation"], config.epochs,
+                           callbacks, strategy, config.batch_size)
+        else:
+            # Weights, optimizer state and epoch, kept twice so a torn file is survivable.
+            callbacks.append(keras.callbacks.BackupAndRestore(
+                str(checkpoints / f"{name}.backup"), double_checkpoint=True))
+            model.fit(datasets["training"], validation_data=datasets["validation"],
+                      epochs=config.epochs, callbacks=callbacks, verbose=config.verbose,
+                      shuffle=False)  # the dataset reshuffles itself every epoch
     model.load_weights(best_weights.path)
-    predictions = np.argmax(model.predict(datasets["testing"], verbose=0), axis=-1)
+    predictions = np.argmax(collective.predict(model, datasets["testing"]), axis=-1)
     history = read_history(history_path)
     best = best_weights.saved()
     results = {
@@ -349,14 +355,37 @@ def make_datasets(config: TrainConfig, data: LabelledClips, front_end: FrontEnd)
     return datasets
 
 
-def train(config: TrainConfig) -> dict:
+def train(config: TrainConfig) -> dict | None:
     """Loads the data, trains every model of ``config.models``, writes the run folder.
 
-    Returns the report that ``report.json`` holds.
+    Returns the report that ``report.json`` holds. In a multi-worker run every worker
+    calls this with the same flags; only the chief writes ``output_dir`` and gets the
+    report, the others train in step with it in a scratch folder deleted at the end and
+    get None.
     """
     strategy = distribute.make_strategy(config.distribution)
     distribute.set_precision(config.mixed_precision)
+    if distribute.is_chief(strategy):
+        run_report = train_with(config, strategy, export=True)
+    else:
+        logging.info("Not the chief: training in step with it; the chief writes the run")
+        with tempfile.TemporaryDirectory(prefix="kws-worker-") as scratch:
+            train_with(dataclasses.replace(config, output_dir=Path(scratch) / "run"),
+                       strategy, export=False)
+        run_report = None
+    if config.distribution == "multi_worker":
+        collective.barrier(strategy)  # no worker leaves while the chief still exports
+    return run_report
+
+
+def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bool) -> dict:
+    """``train``'s work under ``strategy``; ``export`` also writes the gru's TFLite files."""
     resuming = check_run_folder(config)
+    if resuming and config.distribution == "multi_worker":
+        raise InputError(
+            f"--output_dir={config.output_dir} holds an earlier run, and multi-worker runs "
+            "do not resume: pass --overwrite or a new folder to the chief (stop the other "
+            "workers, which wait for it)")
     data = load_data(config)
     _log_skipped(data)
     data.check_splits_not_empty()
@@ -407,7 +436,7 @@ def train(config: TrainConfig) -> dict:
                           data.labels, config.output_dir / report.CONFUSION_FILENAME)
     report.write_report(config.output_dir, run_report)
     distribute.set_precision("float32")  # the export computes in float32 whatever trained
-    if "gru" in config.models:
+    if export and "gru" in config.models:
         from kws.export import export_run
 
         run_report["export"] = export_run(
@@ -415,3 +444,4 @@ def train(config: TrainConfig) -> dict:
             run_report["models"]["gru"]["test_accuracy"], run_report["config"])["files"]
         report.write_report(config.output_dir, run_report)
     return run_report
+

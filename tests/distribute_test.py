@@ -2,15 +2,22 @@
 
 import importlib.util
 import json
+import os
+import re
+import shutil
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
+from absl.testing import parameterized
 
-from kws.distribute import describe, make_strategy
+from kws.distribute import check_tf_config, describe, is_chief, make_strategy
+from kws.errors import InputError
 from kws.models import build_model
 from tests import fixtures
 
@@ -26,31 +33,121 @@ runpy.run_module("kws.train", run_name="__main__")
 """
 
 
-class MirroredTest(tf.test.TestCase):
-    def test_trains_on_two_logical_cpus_like_on_one(self):
-        root = Path(self.create_tempdir().full_path)
-        words = fixtures.write_word_folder(root / "words", {"yes": 300.0, "no": 700.0},
-                                           [f"spk{i:02d}" for i in range(20)], takes=2)
-        reports = {}
-        for distribution in ("default", "mirrored"):
-            result = subprocess.run(
-                [sys.executable, "-c", TWO_CPUS, f"--distribution={distribution}",
-                 f"--data_dir={words}", "--models=fc", "--epochs=4", "--batch_size=16",
-                 "--silence_percentage=0", f"--output_dir={root / distribution}"],
-                capture_output=True, text=True, timeout=300, cwd=ROOT)
-            self.assertEqual(result.returncode, 0, result.stderr[-2000:])
-            reports[distribution] = json.loads((root / distribution / "report.json").read_text())
-            if distribution == "mirrored":
-                self.assertIn("MirroredStrategy: 2 replica(s) on", result.stderr)
-                self.assertIn("Global batch 16, 8 clips per replica per step; learning rate "
-                              "0.001 as given", result.stderr)
-        accuracies = [report["models"]["fc"]["test_accuracy"] for report in reports.values()]
-        self.assertGreater(min(accuracies), 0.9)  # two distinct tones, either way
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
 
+
+def start(command: list[str], **environment: str) -> subprocess.Popen:
+    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **environment},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+class DistributionsTest(tf.test.TestCase):
+    """The gru trained for 2 epochs on one folder by each strategy learns alike (2 epochs
+    of 4 steps leave it near chance on these tones: the test compares, it does not ask
+    for accuracy)."""
+
+    TIMEOUT_S = 300
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.root = Path(tempfile.mkdtemp(prefix="kws-distribute-"))
+        cls.words = fixtures.write_word_folder(
+            cls.root / "words", {"yes": 300.0, "no": 700.0},
+            [f"spk{i:02d}" for i in range(20)], takes=2)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.root, ignore_errors=True)
+        super().tearDownClass()
+
+    def flags(self, distribution: str) -> list[str]:
+        return [f"--distribution={distribution}", f"--data_dir={self.words}", "--models=gru",
+                "--epochs=2", "--batch_size=16", "--silence_percentage=0",
+                f"--output_dir={self.root / distribution}"]
+
+    def test_mirrored_and_multi_worker_learn_like_one_device(self):
+        # All at once (four processes), which halves the test's time on two cores.
+        one_machine = {distribution: start([sys.executable, "-c", TWO_CPUS,
+                                            *self.flags(distribution)])
+                       for distribution in ("default", "mirrored")}
+        logs = {"multi_worker": self.run_two_workers(self.flags("multi_worker"))}
+        for distribution, process in one_machine.items():
+            logs[distribution] = self.finish([process])[0]
+
+        self.assertIn("MirroredStrategy: 2 replica(s) on", logs["mirrored"])
+        self.assertIn("Global batch 16, 8 clips per replica per step; learning rate 0.001 as "
+                      "given", logs["mirrored"])
+        self.assertIn("MultiWorkerMirroredStrategy: 2 replica(s) on /job:worker/replica:0/"
+                      "task:0", logs["multi_worker"])
+        reports = {name: json.loads((self.root / name / "report.json").read_text())
+                   for name in logs}
+        test_clips = reports["default"]["data"]["split_sizes"]["testing"]
+        one_device = reports["default"]["models"]["gru"]["test_accuracy"]
+        for name in ("mirrored", "multi_worker"):
+            self.assertAllClose(reports[name]["models"]["gru"]["test_accuracy"], one_device,
+                                atol=1 / test_clips + 1e-9, msg=name)
+            self.assertEqual(reports[name]["data"], reports["default"]["data"])
+        # The same initial weights and global batches, the gradients averaged over both
+        # workers: the first epoch's loss is the one-device loss up to float sums.
+        histories = {name: json.loads((self.root / name / "history.json").read_text())["gru"]
+                     for name in ("default", "multi_worker")}
+        self.assertAllClose(histories["multi_worker"]["loss"][0],
+                            histories["default"]["loss"][0], rtol=1e-3)
+
+    def run_two_workers(self, flags: list[str]) -> str:
+        """Runs ``python -m kws.train`` as worker 0 (the chief) and worker 1 on loopback;
+        returns the chief's log after checking that worker 1 wrote nothing."""
+        cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(2)]}
+        workers = []
+        for index in range(2):
+            worker_flags = [*flags[:-1], f"--output_dir={self.root / 'worker1'}"] \
+                if index else flags
+            workers.append(start([sys.executable, "-m", "kws.train", *worker_flags],
+                                 TF_CONFIG=json.dumps({"cluster": cluster, "task": {
+                                     "type": "worker", "index": index}})))
+        chief_log, worker_log = self.finish(workers)
+        self.assertIn("Not the chief", worker_log)
+        self.assertIn("Done; the chief wrote the run.", worker_log)
+        self.assertFalse((self.root / "worker1").exists())
+        return chief_log
+
+    def finish(self, processes: list[subprocess.Popen]) -> list[str]:
+        """Waits for every process (killing all of them on timeout); their logs."""
+        try:
+            logs = [process.communicate(timeout=self.TIMEOUT_S)[1] for process in processes]
+        finally:
+            for process in processes:
+                process.kill()
+        for process, log in zip(processes, logs, strict=True):
+            self.assertEqual(process.returncode, 0, log[-2000:])
+        return logs
+
+
+class StrategyTest(tf.test.TestCase, parameterized.TestCase):
     def test_default_is_one_device(self):
         strategy = make_strategy("default")
         self.assertEqual(strategy.num_replicas_in_sync, 1)
         self.assertIn("GRU: generic kernel (cuDNN needs a GPU)", describe(strategy))
+        self.assertTrue(is_chief(strategy))
+
+    @parameterized.parameters(
+        (None, "needs TF_CONFIG set on every worker"),
+        ("{not json", "is not a cluster with this task in it"),
+        ('{"cluster": {"worker": ["h:1"]}}', "KeyError: 'task'"),
+        ('{"cluster": {"worker": ["h:1"]}, "task": {"type": "worker", "index": 3}}',
+         "IndexError"),
+    )
+    def test_bad_tf_config_is_one_clear_error(self, text, message):
+        with self.assertRaisesRegex(InputError, re.escape(message)):
+            check_tf_config(text)
 
 
 class MixedPrecisionTest(tf.test.TestCase):

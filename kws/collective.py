@@ -1,0 +1,93 @@
+"""Training on several machines: a ``strategy.run`` loop in place of Keras' ``fit``.
+
+Keras 3's ``fit`` does not work under ``tf.distribute.MultiWorkerMirroredStrategy`` (it
+fails before the first step: keras-team/keras#20585), so each worker runs this loop
+instead: the same compiled model, optimizer and Keras callbacks, one step per global
+batch, gradients summed over every replica of every worker by TensorFlow's collective
+all-reduce. Every worker ends each step with the same weights, so validation and
+prediction run locally on each worker without any collective.
+"""
+
+from __future__ import annotations
+
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+
+def fit(model: keras.Model, training: tf.data.Dataset, validation: tf.data.Dataset,
+        epochs: int, callbacks: list[keras.callbacks.Callback],
+        strategy: tf.distribute.Strategy, global_batch_size: int) -> None:
+    """``model.fit(training, validation_data=validation, epochs=epochs)`` under
+    ``strategy``, calling ``callbacks`` at the start and end of training and of each epoch
+    with the logs ``fit`` gives them (loss, accuracy, val_loss, val_accuracy).
+
+    Args:
+        model: Built and compiled in ``strategy.scope()``; its optimizer is used.
+        training: Global batches of (features, labels), identical on every worker (the
+            strategy gives each replica its share).
+        validation: Batches of (features, labels), evaluated locally.
+        epochs: Passes over ``training``.
+        callbacks: Epoch-level Keras callbacks.
+        strategy: The ``tf.distribute`` strategy the model was built under.
+        global_batch_size: Clips per step over all replicas: the loss is averaged over it.
+    """
+    per_clip_loss = keras.losses.SparseCategoricalCrossentropy(reduction=None)
+
+    def replica_step(features, labels):
+        with tf.GradientTape() as tape:
+            scores = model(features, training=True)
+            clip_losses = per_clip_loss(labels, scores)
+            loss = tf.nn.compute_average_loss(clip_losses, global_batch_size=global_batch_size)
+            scaled = model.optimizer.scale_loss(loss)  # the loss scale of mixed_float16
+        gradients = tape.gradient(scaled, model.trainable_variables)
+        model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
+        correct = tf.cast(tf.equal(tf.argmax(scores, axis=-1, output_type=labels.dtype),
+                                   labels), tf.float32)
+        return (tf.reduce_sum(clip_losses), tf.reduce_sum(correct),
+                tf.cast(tf.size(labels), tf.float32))
+
+    @tf.function(reduce_retracing=True)
+    def train_step(features, labels):
+        sums = strategy.run(replica_step, args=(features, labels))
+        return [strategy.reduce("SUM", value, axis=None) for value in sums]
+
+    callback_list = keras.callbacks.CallbackList(callbacks, model=model)
+    distributed = strategy.experimental_distribute_dataset(training)
+    callback_list.on_train_begin()
+    for epoch in range(epochs):
+        callback_list.on_epoch_begin(epoch)
+        start = time.monotonic()
+        sums = np.zeros(3)  # loss, correct clips, clips: over every replica
+        for features, labels in distributed:
+            sums += [float(value) for value in train_step(features, labels)]
+        loss_sum, correct_sum, clips = sums
+        logs = {"loss": loss_sum / clips, "accuracy": correct_sum / clips,
+                **evaluate(model, validation)}
+        logging.info("Epoch %d/%d: %.1f s, %s", epoch + 1, epochs, time.monotonic() - start,
+                     ", ".join(f"{key} {value:.4f}" for key, value in logs.items()))
+        callback_list.on_epoch_end(epoch, logs)
+    callback_list.on_train_end()
+
+
+def predict(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
+    """Class scores of every batch's features, computed on this worker alone."""
+    return np.concatenate([np.asarray(model(features, training=False))
+                           for features, _ in dataset])
+
+
+def evaluate(model: keras.Model, dataset: tf.data.Dataset) -> dict[str, float]:
+    """``val_loss`` and ``val_accuracy`` over ``dataset``, on this worker alone."""
+    labels = np.concatenate([np.asarray(batch_labels) for _, batch_labels in dataset])
+    scores = predict(model, dataset)
+    clip_losses = keras.losses.sparse_categorical_crossentropy(labels, scores)
+    return {"val_loss": float(np.mean(clip_losses)),
+            "val_accuracy": float(np.mean(np.argmax(scores, axis=-1) == labels))}
+
+
+def barrier(strategy: tf.distribute.Strategy) -> None:
+    """Returns once every worker has called it: a one-number all-reduce."""
+    strategy.reduce("SUM", strategy.run(tf.function(lambda: tf.constant(1.0))), axis=None)
