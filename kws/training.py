@@ -444,4 +444,3 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
             run_report["models"]["gru"]["test_accuracy"], run_report["config"])["files"]
         report.write_report(config.output_dir, run_report)
     return run_report
-
