@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import os
 import re
 import shutil
 import socket
@@ -21,7 +20,7 @@ from kws.errors import InputError
 from kws.models import build_model
 from tests import fixtures
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = fixtures.ROOT
 # Two logical CPU devices must be set up before TensorFlow starts: a fresh process.
 TWO_CPUS = """
 import runpy, sys
@@ -41,11 +40,6 @@ def free_ports(count: int) -> list[int]:
     for sock in sockets:
         sock.close()
     return ports
-
-
-def start(command: list[str], **environment: str) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **environment},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 class DistributionsTest(tf.test.TestCase):
@@ -75,7 +69,7 @@ class DistributionsTest(tf.test.TestCase):
 
     def test_mirrored_and_multi_worker_learn_like_one_device(self):
         # All at once (four processes), which halves the test's time on two cores.
-        one_machine = {distribution: start([sys.executable, "-c", TWO_CPUS,
+        one_machine = {distribution: fixtures.start([sys.executable, "-c", TWO_CPUS,
                                             *self.flags(distribution)])
                        for distribution in ("default", "mirrored")}
         logs = {"multi_worker": self.run_two_workers(self.flags("multi_worker"))}
@@ -110,7 +104,7 @@ class DistributionsTest(tf.test.TestCase):
         for index in range(2):
             worker_flags = [*flags[:-1], f"--output_dir={self.root / 'worker1'}"] \
                 if index else flags
-            workers.append(start([sys.executable, "-m", "kws.train", *worker_flags],
+            workers.append(fixtures.start([sys.executable, "-m", "kws.train", *worker_flags],
                                  TF_CONFIG=json.dumps({"cluster": cluster, "task": {
                                      "type": "worker", "index": index}})))
         chief_log, worker_log = self.finish(workers)
@@ -120,12 +114,8 @@ class DistributionsTest(tf.test.TestCase):
         return chief_log
 
     def finish(self, processes: list[subprocess.Popen]) -> list[str]:
-        """Waits for every process (killing all of them on timeout); their logs."""
-        try:
-            logs = [process.communicate(timeout=self.TIMEOUT_S)[1] for process in processes]
-        finally:
-            for process in processes:
-                process.kill()
+        """Waits for every process and checks that each exited 0; their logs."""
+        logs = fixtures.wait_all(processes, self.TIMEOUT_S)
         for process, log in zip(processes, logs, strict=True):
             self.assertEqual(process.returncode, 0, log[-2000:])
         return logs

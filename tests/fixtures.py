@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import struct
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,25 @@ FSDD_MISSING = f"{FSDD} is absent (real recordings live outside the project; see
 SPEECH_COMMANDS_SAMPLE = SHARED_DATA / "speech_commands_v0.01_sample"
 SPEECH_COMMANDS_MISSING = f"{SPEECH_COMMANDS_SAMPLE} is absent (real recordings live outside " \
     "the project; see README)"
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start(command: list[str], **environment: str) -> subprocess.Popen:
+    """Starts ``command`` in the project folder; its stderr (the absl log) is kept."""
+    return subprocess.Popen(command, cwd=ROOT, env={**os.environ, **environment},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_all(processes: list[subprocess.Popen], timeout_s: float) -> list[str]:
+    """Waits for every process, killing all of them if one outlives ``timeout_s``; their
+    logs, in order."""
+    try:
+        return [process.communicate(timeout=timeout_s)[1] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
 
 
 def tone(frequency_hz: float, seconds: float, sample_rate: int, amplitude: float = 0.5,

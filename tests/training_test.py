@@ -146,19 +146,16 @@ class DeterminismTest(tf.test.TestCase):
         root = Path(self.create_tempdir().full_path)
         # Both runs at once, each making its own synthetic speech: the same seed must give
         # the same clips, not only the same training on one cache.
-        runs = {attempt: subprocess.Popen(
-            [sys.executable, "-m", "kws.train", f"--output_dir={root / attempt}",
-             f"--cache_dir={root / attempt}-cache", "--seed=1", "--clips_per_word=30",
-             "--epochs=2", "--models=gru"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            text=True) for attempt in ("first", "second")}
-        try:
-            logs = {attempt: run.communicate(timeout=300)[1] for attempt, run in runs.items()}
-        finally:
-            for run in runs.values():
-                run.kill()
+        attempts = ("first", "second")
+        runs = [fixtures.start([sys.executable, "-m", "kws.train",
+                                f"--output_dir={root / attempt}",
+                                f"--cache_dir={root / attempt}-cache", "--seed=1",
+                                "--clips_per_word=30", "--epochs=2", "--models=gru"])
+                for attempt in attempts]
+        logs = fixtures.wait_all(runs, timeout_s=300)
         reports = []
-        for attempt, run in runs.items():
-            self.assertEqual(run.returncode, 0, logs[attempt][-2000:])
+        for attempt, run, log in zip(attempts, runs, logs, strict=True):
+            self.assertEqual(run.returncode, 0, log[-2000:])
             reports.append(json.loads((root / attempt / "report.json").read_text()))
         self.assertEqual(without_timings(reports[0]), without_timings(reports[1]))
         self.assertEqual(reports[0]["config"]["seed"], 1)
