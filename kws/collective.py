@@ -57,7 +57,11 @@ def fit(model: keras.Model, training: tf.data.Dataset, validation: tf.data.Datas
 
     forward = compiled_forward(model)
     callback_list = keras.callbacks.CallbackList(callbacks, model=model)
-    distributed = strategy.experimental_distribute_dataset(training)
+    # Every worker reads the whole dataset and keeps its share of each global batch, as
+    # for clips in memory: sharding by file would give workers different clips per epoch.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    distributed = strategy.experimental_distribute_dataset(training.with_options(options))
     callback_list.on_train_begin()
     for epoch in range(epochs):
         callback_list.on_epoch_begin(epoch)
@@ -89,11 +93,6 @@ def scores_and_labels(forward, dataset: tf.data.Dataset) -> tuple[np.ndarray, np
         scores.append(np.asarray(forward(features)))
         labels.append(np.asarray(batch_labels))
     return np.concatenate(scores), np.concatenate(labels)
-
-
-def predict(model: keras.Model, dataset: tf.data.Dataset) -> np.ndarray:
-    """Class scores of every batch's features, computed on this worker alone."""
-    return scores_and_labels(compiled_forward(model), dataset)[0]
 
 
 def evaluate(forward, dataset: tf.data.Dataset) -> dict[str, float]:

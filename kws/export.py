@@ -150,26 +150,21 @@ def export(model_path: Path, front_end: FrontEnd, calibration: np.ndarray,
 
 def export_run(model_path: Path, data, front_end: FrontEnd, keras_test_accuracy: float,
                training_config: dict) -> dict:
-    """``export`` with calibration and test features taken from a loaded data source.
+    """``export`` with calibration and test features taken from a loaded data source
+    (``LabelledClips`` or ``PreparedClips``).
 
     Calibration uses ``CALIBRATION_CLIPS`` training clips drawn with the run's seed
     (``training_config["seed"]``), so the same run always exports the same int8 models.
     """
-    from kws.data.dataset import ClipSet
-    from kws.data.pipeline import features_array
+    from kws.data.pipeline import features_and_labels
 
-    training_clips = data.splits["training"]
-    chosen = np.random.default_rng(training_config["seed"]).permutation(len(training_clips))
-    chosen = np.sort(chosen[:CALIBRATION_CLIPS])
-    if len(chosen) < 200:
+    calibration = data.clip_source("training").sample(CALIBRATION_CLIPS, training_config["seed"])
+    if calibration.size < 200:
         logging.warning("Only %d training clips to calibrate the int8 models; 200 or more "
-                        "give stable ranges", len(chosen))
-    subset = ClipSet(training_clips.clips[chosen], training_clips.labels[chosen],
-                     tuple(training_clips.speakers[i] for i in chosen))
-    testing = data.splits["testing"]
-    return export(model_path, front_end, features_array(subset, front_end),
-                  features_array(testing, front_end), testing.labels, keras_test_accuracy,
-                  training_config)
+                        "give stable ranges", calibration.size)
+    test_features, test_labels = features_and_labels(data.clip_source("testing"), front_end)
+    return export(model_path, front_end, features_and_labels(calibration, front_end)[0],
+                  test_features, test_labels, keras_test_accuracy, training_config)
 
 
 _MODEL = flags.DEFINE_string("model", None, "A trained gru model, <run>/gru.keras.")

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 
 from kws.config import FeatureConfig, Normalization
+from kws.errors import InputError
 
 
 @keras.saving.register_keras_serializable(package="kws")
@@ -56,11 +57,39 @@ class LogMelSpectrogram(keras.layers.Layer):
         return cls(FeatureConfig(**config.pop("config")), **config)
 
 
+class FeatureMoments:
+    """Per-mel-bin mean and deviation of features seen batch by batch, so a training
+    split of any size is summarised without holding its features.
+
+    Args:
+        num_mel_bins: Mel bins per frame.
+    """
+
+    def __init__(self, num_mel_bins: int):
+        self.frames = 0
+        self.sum = np.zeros(num_mel_bins)
+        self.sum_of_squares = np.zeros(num_mel_bins)
+
+    def add(self, features: np.ndarray) -> FeatureMoments:
+        """Counts features shaped ``(..., mel bins)``."""
+        flat = np.asarray(features, dtype=np.float64).reshape(-1, len(self.sum))
+        self.frames += len(flat)
+        self.sum += flat.sum(axis=0)
+        self.sum_of_squares += np.square(flat).sum(axis=0)
+        return self
+
+    def normalization(self) -> Normalization:
+        if not self.frames:
+            raise InputError("no features to compute the normalization from")
+        mean = self.sum / self.frames
+        variance = np.maximum(self.sum_of_squares / self.frames - np.square(mean), 0.0)
+        std = np.maximum(np.sqrt(variance), 1e-3)  # a constant bin must not divide by zero
+        return Normalization(mean=tuple(mean.tolist()), std=tuple(std.tolist()))
+
+
 def normalization_from_features(features: np.ndarray) -> Normalization:
     """Per-mel-bin mean and deviation of features shaped ``(clips, frames, mel bins)``."""
-    flat = np.asarray(features, dtype=np.float64).reshape(-1, features.shape[-1])
-    std = np.maximum(flat.std(axis=0), 1e-3)  # a constant bin must not divide by zero
-    return Normalization(mean=tuple(flat.mean(axis=0).tolist()), std=tuple(std.tolist()))
+    return FeatureMoments(features.shape[-1]).add(features).normalization()
 
 
 def normalize(features, normalization: Normalization):

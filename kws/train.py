@@ -1,7 +1,8 @@
 """Trains the study's keyword-spotting models: ``python -m kws.train``.
 
 With no ``--data_dir`` it trains on synthetic speech (offline); with one, on
-``DATA_DIR/<word>/*.wav`` recordings; with ``--dataset``, on Google Speech Commands.
+``DATA_DIR/<word>/*.wav`` recordings; with ``--dataset``, on Google Speech Commands;
+with ``--prepared_dir``, on clips ``python -m kws.prepare`` decoded into TFRecord files.
 Writes a run folder with the models, the feature configuration, the report and
 pictures, and prints the study-style table.
 """
@@ -14,28 +15,9 @@ from pathlib import Path
 
 from absl import app, flags, logging
 
-from kws.config import parse_word_list
+from kws import data_flags
 from kws.errors import InputError, describe_os_error
 
-_DATA_DIR = flags.DEFINE_string(
-    "data_dir", None, "Folder of labelled recordings, DATA_DIR/<word>/*.wav (Speech Commands "
-    "layout, any sample rate). Leave out to train on synthetic speech.")
-_DATASET = flags.DEFINE_enum(
-    "dataset", None, ["speech_commands_v1", "speech_commands_v2"],
-    "Download a published dataset once (into --cache_dir) and train on it, instead of "
-    "--data_dir: Google Speech Commands v0.01 (1.4 GB) or v0.02 (2.3 GB).")
-_WANTED_WORDS = flags.DEFINE_string(
-    "wanted_words", None, "Comma-separated words to train on. Default: every label folder of "
-    "--data_dir, the ten command words (yes,no,up,down,left,right,on,off,stop,go) for "
-    "--dataset, or yes,no,up for synthetic speech.")
-_SILENCE_PERCENTAGE = flags.DEFINE_float(
-    "silence_percentage", 10.0, "Size of the _silence_ class (background noise at a random "
-    "volume, or zeros without _background_noise_/), as a percentage of the wanted words' "
-    "clips per split; 0 for none. --data_dir and --dataset only.", lower_bound=0.0)
-_UNKNOWN_PERCENTAGE = flags.DEFINE_float(
-    "unknown_percentage", 10.0, "Size of the _unknown_ class (clips of words not in "
-    "--wanted_words), as a percentage of the wanted words' clips per split; 0 for none.",
-    lower_bound=0.0)
 _AUGMENT = flags.DEFINE_bool(
     "augment", True, "Augment training clips as --gain_db, --time_shift_ms, "
     "--background_frequency/--background_volume and the SpecAugment mask flags say; "
@@ -71,17 +53,13 @@ _LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Run folder. A new or empty one starts a run; one holding a stopped "
     "run of the same flags resumes it. Default: export/runs/<date-time>.")
+_PREPARED_DIR = flags.DEFINE_string(
+    "prepared_dir", None, "A folder written by python -m kws.prepare: train on its clips, "
+    "streamed from TFRecord files (large corpora), with the words and split it was "
+    "prepared with.")
 _SEED = flags.DEFINE_integer("seed", 0, "Fixes synthetic data, initial weights and shuffling.")
 _CLIPS_PER_WORD = flags.DEFINE_integer(
     "clips_per_word", 1000, "Synthetic clips per word (only without --data_dir).", lower_bound=1)
-_CACHE_DIR = flags.DEFINE_string(
-    "cache_dir", str(Path.home() / ".cache" / "kws"), "Where synthetic speech is cached.")
-_VALIDATION_PERCENTAGE = flags.DEFINE_float(
-    "validation_percentage", 10.0, "Share of speakers for validation, by speaker hash.",
-    lower_bound=0.0, upper_bound=100.0)
-_TESTING_PERCENTAGE = flags.DEFINE_float(
-    "testing_percentage", 10.0, "Share of speakers for testing, by speaker hash.",
-    lower_bound=0.0, upper_bound=100.0)
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Start afresh in an --output_dir that holds an earlier run, instead "
     "of resuming it from its last completed epoch.")
@@ -95,32 +73,19 @@ _MIXED_PRECISION = flags.DEFINE_enum(
     "mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
     "Keras dtype policy; the class scores stay float32. mixed_float16 pays off on GPUs "
     "with tensor cores, mixed_bfloat16 on TPUs and recent CPUs/GPUs.")
-_VALIDATION_SPEAKERS = flags.DEFINE_string(
-    "validation_speakers", "", "Comma-separated speakers held out for validation.")
-_TESTING_SPEAKERS = flags.DEFINE_string(
-    "testing_speakers", "", "Comma-separated speakers held out for testing, e.g. theo for the "
-    "Free Spoken Digit Dataset.")
-
-
-def _optional_list(text: str | None, flag: str) -> tuple[str, ...]:
-    return parse_word_list(text, flag) if text else ()
 
 
 def config_from_flags():
     """Turns the flags into one frozen ``TrainConfig``; bad values raise ``InputError``."""
     from kws.data.augment import NO_AUGMENTATION, AugmentConfig  # these import TensorFlow
-    from kws.data.split import SplitSpec
     from kws.training import TrainConfig
 
     output_dir = _OUTPUT_DIR.value or Path("export") / "runs" / datetime.datetime.now().strftime(
         "%Y%m%d-%H%M%S")
     return TrainConfig(
         output_dir=Path(output_dir),
-        data_dir=Path(_DATA_DIR.value) if _DATA_DIR.value else None,
-        dataset=_DATASET.value,
-        wanted_words=_optional_list(_WANTED_WORDS.value, "--wanted_words") or None,
-        silence_percentage=_SILENCE_PERCENTAGE.value,
-        unknown_percentage=_UNKNOWN_PERCENTAGE.value,
+        prepared_dir=Path(_PREPARED_DIR.value) if _PREPARED_DIR.value else None,
+        **data_flags.data_settings(),
         augmentation=AugmentConfig(
             gain_db=_GAIN_DB.value,
             time_shift_ms=_TIME_SHIFT_MS.value,
@@ -131,24 +96,16 @@ def config_from_flags():
             frequency_masks=_FREQUENCY_MASKS.value,
             frequency_mask_bins=_FREQUENCY_MASK_BINS.value,
         ) if _AUGMENT.value else NO_AUGMENTATION,
-        models=_optional_list(_MODELS.value, "--models"),
+        models=data_flags.optional_list(_MODELS.value, "--models"),
         epochs=_EPOCHS.value,
         batch_size=_BATCH_SIZE.value,
         learning_rate=_LEARNING_RATE.value,
         seed=_SEED.value,
         clips_per_word=_CLIPS_PER_WORD.value,
-        cache_dir=Path(_CACHE_DIR.value).expanduser(),
         verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in log files
         overwrite=_OVERWRITE.value,
         distribution=_DISTRIBUTION.value,
         mixed_precision=_MIXED_PRECISION.value,
-        split=SplitSpec(
-            validation_percentage=_VALIDATION_PERCENTAGE.value,
-            testing_percentage=_TESTING_PERCENTAGE.value,
-            validation_speakers=_optional_list(_VALIDATION_SPEAKERS.value,
-                                               "--validation_speakers"),
-            testing_speakers=_optional_list(_TESTING_SPEAKERS.value, "--testing_speakers"),
-        ),
     )
 
 

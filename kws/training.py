@@ -19,10 +19,11 @@ from kws import collective, distribute, fileio, report
 from kws.config import FeatureConfig, FrontEnd
 from kws.data.augment import AugmentConfig
 from kws.data.dataset import LabelledClips
-from kws.data.download import DATASETS, SPEECH_COMMANDS_WORDS, fetch
+from kws.data.download import DATASETS, words_folder
 from kws.data.folder import ExtraClasses, load_folder
-from kws.data.pipeline import fit_normalization, make_augmented_dataset, make_dataset
-from kws.data.split import SplitSpec
+from kws.data.pipeline import make_augmented_dataset, make_dataset
+from kws.data.prepared import PreparedClips, load_prepared
+from kws.data.split import TESTING, TRAINING, VALIDATION, SplitSpec
 from kws.data.synthetic import SyntheticSpec, load_synthetic
 from kws.distribute import DISTRIBUTIONS, PRECISIONS
 from kws.errors import InputError
@@ -43,9 +44,11 @@ class TrainConfig:
     Args:
         output_dir: Run folder to create; it must not hold anything yet.
         data_dir: Folder of ``<label>/*.wav`` recordings; None trains on synthetic speech
-            (or on ``dataset``).
+            (or on ``dataset`` or ``prepared_dir``).
         dataset: A published dataset to download once and train on, a key of
             ``kws.data.download.DATASETS``; None for ``data_dir`` or synthetic speech.
+        prepared_dir: A folder written by ``python -m kws.prepare``, streamed from disk:
+            its labels, clips and split replace the data settings here.
         wanted_words: Labels to train on; None means every label folder of ``data_dir``,
             the ten command words for a Speech Commands ``dataset``, or ``yes, no, up`` for
             synthetic speech.
@@ -74,6 +77,7 @@ class TrainConfig:
     output_dir: Path
     data_dir: Path | None = None
     dataset: str | None = None
+    prepared_dir: Path | None = None
     wanted_words: tuple[str, ...] | None = None
     silence_percentage: float = 10.0
     unknown_percentage: float = 10.0
@@ -104,8 +108,13 @@ class TrainConfig:
         if self.dataset is not None and self.dataset not in DATASETS:
             raise InputError(f"--dataset={self.dataset}: unknown; choose from "
                              + ", ".join(DATASETS))
-        if self.dataset is not None and self.data_dir is not None:
-            raise InputError("--dataset and --data_dir both given; pass one of them")
+        sources = [name for name in ("data_dir", "dataset", "prepared_dir")
+                   if getattr(self, name) is not None]
+        if len(sources) > 1:
+            raise InputError(f"--{' and --'.join(sources)} given; pass one of them")
+        if self.prepared_dir is not None and self.wanted_words is not None:
+            raise InputError("--wanted_words with --prepared_dir: the words are chosen when "
+                             "preparing (python -m kws.prepare --wanted_words=...)")
         ExtraClasses(self.silence_percentage, self.unknown_percentage)  # raises when out of range
         if self.distribution not in DISTRIBUTIONS:
             raise InputError(f"--distribution={self.distribution}: unknown; choose from "
@@ -120,7 +129,7 @@ class TrainConfig:
 
 
 _NESTED = {"split": SplitSpec, "features": FeatureConfig, "augmentation": AugmentConfig}
-_PATHS = ("output_dir", "data_dir", "cache_dir")
+_PATHS = ("output_dir", "data_dir", "prepared_dir", "cache_dir")
 
 
 def config_from_report(run_report: dict) -> TrainConfig:
@@ -197,14 +206,13 @@ def start_run_folder(config: TrainConfig, resuming: bool) -> None:
             from None
 
 
-def load_data(config: TrainConfig) -> LabelledClips:
-    if config.dataset is not None:
-        folder = fetch(DATASETS[config.dataset], config.cache_dir)
-        return load_folder(folder, config.wanted_words or SPEECH_COMMANDS_WORDS,
+def load_data(config: TrainConfig) -> LabelledClips | PreparedClips:
+    if config.prepared_dir is not None:
+        return load_prepared(config.prepared_dir)
+    if config.dataset is not None or config.data_dir is not None:
+        return load_folder(*words_folder(config.data_dir, config.dataset, config.wanted_words,
+                                         config.cache_dir),
                            config.features, config.split, config.extra_classes)
-    if config.data_dir is not None:
-        return load_folder(config.data_dir, config.wanted_words, config.features, config.split,
-                           config.extra_classes)
     spec = SyntheticSpec(words=config.wanted_words or SYNTHETIC_WORDS,
                          clips_per_word=config.clips_per_word, seed=config.seed)
     logging.info(
@@ -283,8 +291,7 @@ def read_history(path: Path) -> dict[str, list[float]]:
 
 
 def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dict,
-              test_labels: np.ndarray, strategy: tf.distribute.Strategy
-              ) -> tuple[keras.Model, dict, dict]:
+              strategy: tf.distribute.Strategy) -> tuple[keras.Model, dict, dict]:
     """Trains one model, resuming from its last completed epoch when an earlier run of the
     same settings was stopped; returns it with its best-validation weights, its results
     and its whole per-epoch history."""
@@ -320,7 +327,9 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dic
                       epochs=config.epochs, callbacks=callbacks, verbose=config.verbose,
                       shuffle=False)  # the dataset reshuffles itself every epoch
     model.load_weights(best_weights.path)
-    predictions = np.argmax(collective.predict(model, datasets["testing"]), axis=-1)
+    scores, test_labels = collective.scores_and_labels(collective.compiled_forward(model),
+                                                       datasets["testing"])
+    predictions = np.argmax(scores, axis=-1)
     history = read_history(history_path)
     best = best_weights.saved()
     results = {
@@ -337,20 +346,21 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dic
     return model, results, history
 
 
-def make_datasets(config: TrainConfig, data: LabelledClips, front_end: FrontEnd) -> dict:
+def make_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
+                  front_end: FrontEnd) -> dict:
     """A ``tf.data`` pipeline per split; only the training split is augmented."""
-    datasets = {name: make_dataset(clips, front_end, config.batch_size)
-                for name, clips in data.splits.items() if name != "training"}
+    datasets = {name: make_dataset(data.clip_source(name), front_end, config.batch_size)
+                for name in (VALIDATION, TESTING)}
     augmentation = config.augmentation
     if not augmentation.active:
-        datasets["training"] = make_dataset(data.splits["training"], front_end,
-                                            config.batch_size, shuffle_seed=config.seed)
+        datasets[TRAINING] = make_dataset(data.clip_source(TRAINING), front_end,
+                                          config.batch_size, shuffle_seed=config.seed)
         return datasets
     if augmentation.background_frequency > 0 and not data.background:
         logging.info("No _background_noise_ recordings: training clips get no noise mixed in")
     logging.info("Augmenting training clips: %s", augmentation)
-    datasets["training"] = make_augmented_dataset(
-        data.splits["training"], front_end, config.batch_size, config.seed, augmentation,
+    datasets[TRAINING] = make_augmented_dataset(
+        data.clip_source(TRAINING), front_end, config.batch_size, config.seed, augmentation,
         data.background)
     return datasets
 
@@ -397,7 +407,7 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
     distribute.log_strategy(strategy, config.batch_size, config.learning_rate)
 
     front_end = FrontEnd(features=config.features,
-                         normalization=fit_normalization(data.splits["training"], config.features),
+                         normalization=data.training_normalization(config.features),
                          labels=data.labels)
     front_end.save(config.output_dir)
     datasets = make_datasets(config, data, front_end)
@@ -420,8 +430,8 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
             logging.info("Skipping %s: it finished before the run stopped", name)
             run_report["models"][name], histories[name] = json.loads(finished.read_text())
             continue
-        model, results, histories[name] = train_one(
-            name, config, front_end, datasets, data.splits["testing"].labels, strategy)
+        model, results, histories[name] = train_one(name, config, front_end, datasets,
+                                                    strategy)
         with fileio.atomic_path(config.output_dir / f"{name}.keras") as tmp:
             model.save(tmp)
         fileio.write_text_atomic(finished, json.dumps([results, histories[name]]))

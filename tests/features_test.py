@@ -8,7 +8,13 @@ from absl.testing import parameterized
 
 from kws import benchmark_tflite
 from kws.config import FeatureConfig, Normalization
-from kws.features import LogMelSpectrogram, normalization_from_features, normalize
+from kws.errors import InputError
+from kws.features import (
+    FeatureMoments,
+    LogMelSpectrogram,
+    normalization_from_features,
+    normalize,
+)
 
 
 def numpy_log_mel(clip: np.ndarray, config: FeatureConfig) -> np.ndarray:
@@ -69,6 +75,20 @@ class NormalizationTest(tf.test.TestCase):
         self.assertAllClose(normalization.std, (1.0, 1e-3))
         normalized = normalize(features, Normalization((2.0, 5.0), (1.0, 1.0)))
         self.assertAllClose(normalized[0, 0], (-1.0, 0.0))
+
+    def test_batch_by_batch_equals_all_at_once(self):
+        features = np.random.default_rng(0).normal(-5.0, 3.0, (50, 101, 40))
+        moments = FeatureMoments(40)
+        for batch in np.array_split(features, 7):
+            moments.add(batch)
+        whole = normalization_from_features(features)
+        self.assertAllClose(moments.normalization().mean, whole.mean, rtol=0, atol=1e-12)
+        self.assertAllClose(moments.normalization().std, features.reshape(-1, 40).std(axis=0),
+                            rtol=1e-9)
+
+    def test_no_features_is_an_error(self):
+        with self.assertRaisesRegex(InputError, "no features to compute the normalization"):
+            FeatureMoments(40).normalization()
 
 
 if __name__ == "__main__":

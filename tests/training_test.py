@@ -193,8 +193,12 @@ class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
         ("dataset", {"dataset": "timit"}, "--dataset=timit: unknown; choose from "
                                           "speech_commands_v1, speech_commands_v2"),
         ("dataset_and_dir", {"dataset": "speech_commands_v1", "data_dir": Path("x")},
-         "--dataset and --data_dir both given"),
+         "--data_dir and --dataset given; pass one of them"),
         ("silence", {"silence_percentage": -5.0}, "--silence_percentage must be between 0"),
+        ("prepared_and_dir", {"prepared_dir": Path("p"), "data_dir": Path("x")},
+         "--data_dir and --prepared_dir given; pass one of them"),
+        ("prepared_words", {"prepared_dir": Path("p"), "wanted_words": ("yes",)},
+         "--wanted_words with --prepared_dir: the words are chosen when preparing"),
     )
     def test_rejects_bad_values(self, overrides, message):
         with self.assertRaisesRegex(InputError, message):

@@ -5,10 +5,13 @@ For each model it prints clips per second of
     SpecAugment, batching) iterated without a model;
   - the train step alone: one forward and backward pass on a batch already in memory;
   - the two together: ``model.fit`` on the pipeline.
-A pipeline slower than the step starves the accelerator.
+A pipeline slower than the step starves the accelerator. With ``--data_dir`` and/or
+``--prepared_dir`` it also prints how fast clips are read: decoded from the WAV folder, or
+streamed from the TFRecord files of ``python -m kws.prepare``.
 
     python tools/benchmark_train.py --models=fc,cnn,gru --batch_size=64
     python tools/benchmark_train.py --data_dir=my_words --json=train_speed.json
+    python tools/benchmark_train.py --data_dir=my_words --prepared_dir=my_words_prepared
     python tools/benchmark_train.py --backend=jax --data=synthetic   # needs no TensorFlow
 
 With ``--backend=jax`` only the train step is measured (the pipeline is tf.data).
@@ -37,7 +40,11 @@ _BACKEND = flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax"],
 _DATA = flags.DEFINE_enum("data", "synthetic", ["synthetic"],
                           "synthetic: random one-second clips in memory (no eSpeak, no files).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Measure the pipeline on the clips of this "
-                                "labelled folder instead (TensorFlow backend).")
+                                "labelled folder instead (TensorFlow backend), and how fast "
+                                "its WAV files decode.")
+_PREPARED_DIR = flags.DEFINE_string(
+    "prepared_dir", None, "Measure the pipeline streaming the training split of this "
+    "kws.prepare folder (it wins over --data_dir), and how fast its records are read.")
 _JSON = flags.DEFINE_string("json", None, "Write the figures to this JSON file.")
 _SEED = flags.DEFINE_integer("seed", 0, "Fixes the synthetic clips and initial weights.")
 
@@ -72,36 +79,69 @@ def measure_step(model, batch_size: int, feature_shape, num_classes: int, seed: 
 
 
 def tensorflow_pipeline(batch_size: int, seed: int):
-    """The training pipeline of ``kws.train`` on synthetic or folder clips, repeated."""
+    """The training pipeline of ``kws.train`` on synthetic, folder or prepared clips,
+    repeated."""
 
     from kws.config import FeatureConfig, FrontEnd, Normalization
     from kws.data.augment import AugmentConfig
     from kws.data.dataset import ClipSet
     from kws.data.folder import ExtraClasses, load_folder
-    from kws.data.pipeline import make_augmented_dataset
+    from kws.data.pipeline import make_augmented_dataset, memory_source
+    from kws.data.prepared import load_prepared
     from kws.data.split import SplitSpec
 
     config = FeatureConfig()
     count = batch_size * (_STEPS.value + _WARMUP_STEPS.value)
-    if _DATA_DIR.value:
-        data = load_folder(_DATA_DIR.value, None, config, SplitSpec(0.0, 0.0), ExtraClasses())
-        training, labels, background = data.splits["training"], data.labels, data.background
+    if _PREPARED_DIR.value or _DATA_DIR.value:
+        data = load_prepared(_PREPARED_DIR.value) if _PREPARED_DIR.value else load_folder(
+            _DATA_DIR.value, None, config, SplitSpec(0.0, 0.0), ExtraClasses())
+        training, labels, background = data.clip_source("training"), data.labels, data.background
     else:
         clips, label_indices = synthetic_clips(count, 3, config.clip_samples, seed)
-        training = ClipSet(clips, label_indices, ("",) * count)
+        training = memory_source(ClipSet(clips, label_indices, ("",) * count))
         labels, background = ("yes", "no", "up"), ()
     front_end = FrontEnd(config, Normalization((0.0,) * config.num_mel_bins,
                                                (1.0,) * config.num_mel_bins), labels)
     dataset = make_augmented_dataset(training, front_end, batch_size, seed, AugmentConfig(),
                                      background).repeat()
-    return dataset, len(labels), config.feature_shape, len(training)
+    return dataset, len(labels), config.feature_shape, training.size
+
+
+def reading_figures(batch_size: int, seed: int) -> dict[str, float]:
+    """Clips per second read from the WAV folder (decoded and resampled in threads, as
+    ``kws.train --data_dir`` does once per run) and from the prepared records (as
+    ``kws.train --prepared_dir`` does every epoch)."""
+    import keras
+
+    from kws.config import FeatureConfig
+    from kws.data.folder import decode_clips, plan_folder
+    from kws.data.prepared import load_prepared
+    from kws.data.split import SplitSpec
+
+    figures = {}
+    if _DATA_DIR.value:
+        paths = [file.path for file in plan_folder(_DATA_DIR.value, None,
+                                                   SplitSpec(0.0, 0.0)).files]
+        start = time.perf_counter()
+        decode_clips(paths, FeatureConfig(), keras.utils.Progbar(len(paths), verbose=0))
+        figures["wav_folder_clips_per_second"] = len(paths) / (time.perf_counter() - start)
+    if _PREPARED_DIR.value:
+        source = load_prepared(_PREPARED_DIR.value).clip_source("training")
+        start = time.perf_counter()
+        clips = sum(len(labels) for _, labels in source.batches(batch_size, seed))
+        figures["prepared_clips_per_second"] = clips / (time.perf_counter() - start)
+    if len(figures) == 2:
+        figures["prepared_over_wav_folder"] = figures["prepared_clips_per_second"] / \
+            figures["wav_folder_clips_per_second"]
+    return figures
 
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         sys.exit(f"benchmark_train: error: unexpected arguments {argv[1:]}")
-    if _BACKEND.value == "jax" and _DATA_DIR.value:
-        sys.exit("benchmark_train: error: --data_dir needs --backend=tensorflow (tf.data)")
+    if _BACKEND.value == "jax" and (_DATA_DIR.value or _PREPARED_DIR.value):
+        sys.exit("benchmark_train: error: --data_dir and --prepared_dir need "
+                 "--backend=tensorflow (tf.data)")
     os.environ["KERAS_BACKEND"] = _BACKEND.value  # before Keras is first imported
     import keras
 
@@ -113,12 +153,14 @@ def main(argv: list[str]) -> None:
         check_model_names(_MODELS.value)
         pipeline = tensorflow_pipeline(batch_size, seed) if _BACKEND.value == "tensorflow" \
             else None
+        reading = reading_figures(batch_size, seed) if pipeline else {}
     except InputError as error:
         sys.exit(f"benchmark_train: error: {error}")
     num_classes, feature_shape = (pipeline[1], pipeline[2]) if pipeline else (3, (101, 40))
     figures = {"backend": keras.backend.backend(), "batch_size": batch_size,
-               "devices": keras.distribution.list_devices(), "data": _DATA_DIR.value or
-               "synthetic", "steps": _STEPS.value, "models": {}}
+               "devices": keras.distribution.list_devices(),
+               "data": _PREPARED_DIR.value or _DATA_DIR.value or "synthetic",
+               "steps": _STEPS.value, **reading, "models": {}}
     if pipeline:
         batches = iter(pipeline[0])
         figures["pipeline_clips_per_second"] = clips_per_second(
@@ -127,6 +169,12 @@ def main(argv: list[str]) -> None:
           f"{batch_size}" + (f"; input pipeline alone: "
                              f"{figures['pipeline_clips_per_second']:,.0f} clips/s"
                              if pipeline else ""))
+    for key, label in (("wav_folder_clips_per_second", "WAV folder"),
+                       ("prepared_clips_per_second", "prepared records")):
+        if key in reading:
+            print(f"reading clips from the {label}: {reading[key]:,.0f} clips/s")
+    if "prepared_over_wav_folder" in reading:
+        print(f"prepared records / WAV folder: {reading['prepared_over_wav_folder']:.1f}x")
     for name in [n for n in MODEL_NAMES if n in _MODELS.value]:
         keras.utils.set_random_seed(seed)
         model = build_model(name, num_classes, feature_shape)

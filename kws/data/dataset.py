@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from kws.data.split import SPLITS
+from kws.config import FeatureConfig, Normalization
+from kws.data.split import SPLITS, TRAINING
 from kws.errors import InputError
+
+if TYPE_CHECKING:
+    from kws.data.pipeline import ClipSource
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,18 +55,33 @@ class LabelledClips:
     def split_sizes(self) -> dict[str, int]:
         return {name: len(self.splits[name]) for name in SPLITS}
 
+    def clip_source(self, split: str) -> ClipSource:
+        from kws.data.pipeline import memory_source  # TensorFlow, only when training
+
+        return memory_source(self.splits[split])
+
+    def training_normalization(self, config: FeatureConfig) -> Normalization:
+        from kws.data.pipeline import fit_normalization
+
+        return fit_normalization(self.clip_source(TRAINING), config)
+
     def check_splits_not_empty(self) -> None:
         """Training needs clips in every split; say how to get them when one is empty."""
         empty = [name for name in SPLITS if len(self.splits[name]) == 0]
         if empty:
-            speakers = sorted({s for clip_set in self.splits.values() for s in clip_set.speakers
-                               if s})  # silence clips have no speaker
-            shown = ", ".join(speakers[:10]) + (", ..." if len(speakers) > 10 else "")
-            raise InputError(
-                f"{self.source}: the {' and '.join(empty)} split is empty "
-                f"({len(speakers)} speakers: {shown}); hold out whole speakers with "
-                "--validation_speakers and --testing_speakers"
-            )
+            raise empty_splits_error(self.source, empty, [
+                speaker for clip_set in self.splits.values() for speaker in clip_set.speakers])
+
+
+def empty_splits_error(source: str, empty: list[str],
+                       speakers: list[str] | None = None) -> InputError:
+    """The error for splits left without clips, naming the speakers there are."""
+    known = sorted({s for s in speakers or () if s})  # silence clips have no speaker
+    shown = ", ".join(known[:10]) + (", ..." if len(known) > 10 else "")
+    return InputError(
+        f"{source}: the {' and '.join(empty)} split is empty"
+        + (f" ({len(known)} speakers: {shown})" if speakers is not None else "")
+        + "; hold out whole speakers with --validation_speakers and --testing_speakers")
 
 
 def split_clips(

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import shutil
 import tarfile
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 import keras
 from absl import logging
 
+from kws import fileio
 from kws.errors import InputError
 
 CHUNK_BYTES = 1 << 20
@@ -97,21 +96,15 @@ def extract(archive: Path, folder: Path) -> Path:
     """
     if (folder / EXTRACTED_MARKER).is_file():
         return folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
-        with tarfile.open(archive) as tar:
+    try:  # replaces an earlier, unfinished extraction
+        with fileio.staged_folder(folder) as staging, tarfile.open(archive) as tar:
             tar.extractall(staging, filter="data")
-        (staging / EXTRACTED_MARKER).write_text(archive.name + "\n")
-        shutil.rmtree(folder, ignore_errors=True)  # an earlier, unfinished extraction
-        staging.replace(folder)
+            (staging / EXTRACTED_MARKER).write_text(archive.name + "\n")
     except tarfile.FilterError as error:
         raise InputError(f"{archive}: unsafe archive, refused ({error})") from None
     except (tarfile.TarError, EOFError, OSError) as error:
         raise InputError(f"{archive}: cannot extract ({error}); delete it to download it "
                          "again") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
@@ -129,3 +122,15 @@ def fetch(archive: Archive, cache_dir: Path) -> Path:
     logging.info("Downloading %s (once; cached in %s)", archive.url, datasets)
     return extract(download(archive.url, datasets / f"{archive.name}.tar.gz", archive.sha256),
                    folder)
+
+
+def words_folder(data_dir: Path | None, dataset: str | None, wanted_words: tuple[str, ...] | None,
+                 cache_dir: Path) -> tuple[Path, tuple[str, ...] | None]:
+    """The folder of labelled clips to read and the words to read from it: ``data_dir``
+    and ``wanted_words`` (None: every word folder), or the folder of a published dataset,
+    downloaded once into ``cache_dir``, with its ten command words by default."""
+    if dataset is not None:
+        return fetch(DATASETS[dataset], cache_dir), wanted_words or SPEECH_COMMANDS_WORDS
+    if data_dir is None:
+        raise InputError("give --data_dir or --dataset")
+    return data_dir, wanted_words

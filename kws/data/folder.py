@@ -29,6 +29,8 @@ BACKGROUND_DIR = "_background_noise_"
 SPLIT_LISTS = {VALIDATION: "validation_list.txt", TESTING: "testing_list.txt"}
 # Silence clips are background noise scaled by a volume drawn up to this (1 = as recorded).
 SILENCE_MAX_VOLUME = 1.0
+# Files decoded between two updates of the progress bar (one line each in a log file).
+PROGRESS_EVERY = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,22 +102,24 @@ def _read_split_lists(data_dir: Path) -> dict[str, str]:
     return assigned
 
 
-def _decode_all(paths: list[Path], load) -> list:
-    """Decodes in threads (scipy releases the GIL), with a progress bar."""
-    progress = keras.utils.Progbar(len(paths), unit_name="file")
-
+def decode_clips(paths: list[Path], config: FeatureConfig,
+                 progress: keras.utils.Progbar) -> list[np.ndarray | AudioError]:
+    """Each file as one clip at the model's rate, or the ``AudioError`` that says why it
+    cannot be; decoded in threads (scipy releases the GIL), counted on ``progress``."""
     def decode(path: Path):
         try:
-            return load(path)
+            return load_clip(path, config)
         except AudioError as error:
             return error
 
     results = []
+    reported = 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count()) as pool:
         for result in pool.map(decode, paths):
             results.append(result)
-            if len(results) % 500 == 0 or len(results) == len(paths):
-                progress.update(len(results))
+            if len(results) - reported >= PROGRESS_EVERY or len(results) == len(paths):
+                progress.add(len(results) - reported)
+                reported = len(results)
     return results
 
 
@@ -149,28 +153,57 @@ def silence_clips(count: int, background: tuple[np.ndarray, ...], clip_samples: 
 
 
 @dataclasses.dataclass(frozen=True)
-class _File:
+class LabelledFile:
     path: Path
     label: str  # the class it trains as
     folder: str  # the word folder it lies in
     split: str
 
 
-def load_folder(
+@dataclasses.dataclass(frozen=True)
+class FolderPlan:
+    """What loading a folder reads and makes, before any audio is decoded.
+
+    Args:
+        data_dir: The folder.
+        labels: Class names, in label-index order.
+        files: Every recording to read, with its class and split, in order.
+        silence_clips: Clips of ``_silence_`` to make from background noise, per split
+            (none when the folder has its own ``_silence_/`` recordings).
+        source: One line that says where the clips come from and how they are split.
+        seed: Fixes the silence clips' noise and volumes.
+    """
+
+    data_dir: Path
+    labels: tuple[str, ...]
+    files: tuple[LabelledFile, ...]
+    silence_clips: dict[str, int]
+    source: str
+    seed: int
+
+    def files_of(self, split: str) -> list[LabelledFile]:
+        return [file for file in self.files if file.split == split]
+
+    def silence_generator(self) -> np.random.Generator:
+        """Draws the silence clips of every split, in split order. Its own generator, so
+        the noise does not depend on how many ``_unknown_`` clips were drawn."""
+        return np.random.default_rng((self.seed, 1))
+
+
+def plan_folder(
     data_dir: str | Path,
     wanted_words: tuple[str, ...] | None,
-    config: FeatureConfig,
     split_spec: SplitSpec,
     extra: ExtraClasses = NONE,
-) -> LabelledClips:
-    """Loads the clips of the wanted words (all word folders when None) and splits them.
+) -> FolderPlan:
+    """The labels, files and silence clips of the wanted words (all word folders when
+    None), each file in its split.
 
     Labels are ``_silence_`` and ``_unknown_`` first (when ``extra`` asks for them and
     there is something to put in them), then the wanted words in order. A folder that
     already holds ``_silence_/`` or ``_unknown_/`` clips (as the published Speech Commands
-    test set does) supplies those classes instead of drawing them. Unreadable files are
-    skipped and listed in the result; a missing word, or one left with no readable clip,
-    raises ``InputError`` naming it.
+    test set does) supplies those classes instead of drawing them. A missing word raises
+    ``InputError`` naming it.
     """
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
@@ -186,55 +219,85 @@ def load_folder(
             f"(found: {', '.join(available)})"
         )
     listed = _read_split_lists(data_dir)
-    rng = np.random.default_rng(extra.seed)
 
     def split_of(path: Path, folder: str) -> str:
         if listed:
             return listed.get(path.relative_to(data_dir).as_posix(), TRAINING)
         return split_spec.assign(speaker_of(path, folder))
 
-    def files_of(folder: str, label: str) -> list[_File]:
-        return [_File(path, label, folder, split_of(path, folder))
+    def files_of(folder: str, label: str) -> list[LabelledFile]:
+        return [LabelledFile(path, label, folder, split_of(path, folder))
                 for path in wav_files(data_dir / folder)]
 
     files = [file for word in words for file in files_of(word, word)]
     per_split = {name: sum(f.split == name for f in files) for name in SPLITS}
-    unknown_files = _unknown_files(data_dir, available, words, extra, per_split, rng,
-                                   files_of)
+    unknown_files = _unknown_files(data_dir, available, words, extra, per_split,
+                                   np.random.default_rng(extra.seed), files_of)
     labels = ((SILENCE,) if _wants_silence(data_dir, extra) else ()) + \
         ((UNKNOWN,) if unknown_files else ()) + tuple(words)
     files += unknown_files
     if wav_files(data_dir / SILENCE):
         files += files_of(SILENCE, SILENCE)
+    make_silence = SILENCE in labels and not wav_files(data_dir / SILENCE)
+    return FolderPlan(
+        data_dir=data_dir, labels=labels, files=tuple(files),
+        silence_clips={name: math.ceil(per_split[name] * extra.silence_percentage / 100)
+                       if make_silence else 0 for name in SPLITS},
+        source=f"folder {data_dir} (split by {_split_method(listed, split_spec)})",
+        seed=extra.seed)
 
-    logging.info("Reading %d clips of %d classes from %s", len(files), len(labels), data_dir)
-    results = _decode_all([f.path for f in files], lambda path: load_clip(path, config))
+
+def check_every_label_has_clips(plan: FolderPlan, label_counts: np.ndarray) -> None:
+    """Raises ``InputError`` naming each label left with no readable clip."""
+    empty = [label for label, count in zip(plan.labels, label_counts, strict=True)
+             if count == 0]
+    if empty:
+        raise InputError(f"--data_dir={plan.data_dir}: no readable clip for {', '.join(empty)}")
+
+
+def load_folder(
+    data_dir: str | Path,
+    wanted_words: tuple[str, ...] | None,
+    config: FeatureConfig,
+    split_spec: SplitSpec,
+    extra: ExtraClasses = NONE,
+) -> LabelledClips:
+    """Loads the clips of ``plan_folder(data_dir, wanted_words, split_spec, extra)`` into
+    memory, split three ways.
+
+    Unreadable files are skipped and listed in the result; a word left with no readable
+    clip raises ``InputError`` naming it.
+    """
+    plan = plan_folder(data_dir, wanted_words, split_spec, extra)
+    logging.info("Reading %d clips of %d classes from %s", len(plan.files), len(plan.labels),
+                 plan.data_dir)
+    results = decode_clips([f.path for f in plan.files], config,
+                           keras.utils.Progbar(len(plan.files), unit_name="file"))
     skipped = [SkippedFile(str(f.path), str(result))
-               for f, result in zip(files, results, strict=True) if isinstance(result, AudioError)]
-    kept = [(f, result) for f, result in zip(files, results, strict=True)
+               for f, result in zip(plan.files, results, strict=True)
+               if isinstance(result, AudioError)]
+    kept = [(f, result) for f, result in zip(plan.files, results, strict=True)
             if not isinstance(result, AudioError)]
     clips = [clip for _, clip in kept]
-    label_indices = [labels.index(f.label) for f, _ in kept]
+    label_indices = [plan.labels.index(f.label) for f, _ in kept]
     speakers = [speaker_of(f.path, f.folder) for f, _ in kept]
     assignments = [f.split for f, _ in kept]
 
-    background = load_background(data_dir, config, skipped)
-    if SILENCE in labels and not wav_files(data_dir / SILENCE):
-        for name in SPLITS:
-            count = math.ceil(per_split[name] * extra.silence_percentage / 100)
+    background = load_background(plan.data_dir, config, skipped)
+    rng = plan.silence_generator()
+    for name, count in plan.silence_clips.items():
+        if count:
             clips.extend(silence_clips(count, background, config.clip_samples, rng))
-            label_indices += [labels.index(SILENCE)] * count
+            label_indices += [plan.labels.index(SILENCE)] * count
             speakers += [""] * count  # noise has no speaker
             assignments += [name] * count
 
-    counts = np.bincount(np.asarray(label_indices, dtype=int), minlength=len(labels))
-    empty = [label for label, count in zip(labels, counts, strict=True) if count == 0]
-    if empty:
-        raise InputError(f"--data_dir={data_dir}: no readable clip for {', '.join(empty)}")
+    check_every_label_has_clips(plan, np.bincount(np.asarray(label_indices, dtype=int),
+                                                  minlength=len(plan.labels)))
     return LabelledClips(
-        labels=labels,
+        labels=plan.labels,
         splits=split_clips(np.stack(clips), np.asarray(label_indices), speakers, assignments),
-        source=f"folder {data_dir} (split by {_split_method(listed, split_spec)})",
+        source=plan.source,
         skipped=tuple(skipped),
         background=background,
     )
@@ -244,7 +307,8 @@ def _wants_silence(data_dir: Path, extra: ExtraClasses) -> bool:
     return bool(wav_files(data_dir / SILENCE)) or extra.silence_percentage > 0
 
 
-def _unknown_files(data_dir, available, words, extra, per_split, rng, files_of) -> list[_File]:
+def _unknown_files(data_dir, available, words, extra, per_split, rng,
+                   files_of) -> list[LabelledFile]:
     """The ``_unknown_`` folder's clips when there is one; else, per split, a random draw of
     other words' clips, ``unknown_percentage`` of the wanted words' count."""
     if wav_files(data_dir / UNKNOWN):
