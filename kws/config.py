@@ -17,6 +17,8 @@ from kws import fileio
 from kws.errors import InputError
 
 FEATURES_FILENAME = "features.json"
+# Synthetic speech and downloaded datasets are kept here between runs.
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "kws"
 
 
 @dataclasses.dataclass(frozen=True)

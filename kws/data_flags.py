@@ -9,7 +9,7 @@ from pathlib import Path
 
 from absl import flags
 
-from kws.config import parse_word_list
+from kws.config import DEFAULT_CACHE_DIR, parse_word_list
 
 DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder of labelled recordings, DATA_DIR/<word>/*.wav (Speech Commands "
@@ -32,7 +32,7 @@ UNKNOWN_PERCENTAGE = flags.DEFINE_float(
     "--wanted_words), as a percentage of the wanted words' clips per split; 0 for none.",
     lower_bound=0.0)
 CACHE_DIR = flags.DEFINE_string(
-    "cache_dir", str(Path.home() / ".cache" / "kws"),
+    "cache_dir", str(DEFAULT_CACHE_DIR),
     "Where synthetic speech and downloaded datasets are kept between runs.")
 VALIDATION_PERCENTAGE = flags.DEFINE_float(
     "validation_percentage", 10.0, "Share of speakers for validation, by speaker hash.",

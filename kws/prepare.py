@@ -19,6 +19,7 @@ from absl import app, flags, logging
 from kws import data_flags
 from kws.errors import InputError, describe_os_error
 
+flags.adopt_module_key_flags(data_flags)  # listed by --help with this module's own
 _OUT = flags.DEFINE_string("out", None, "Folder to write; it must not exist yet (or be "
                            "empty). It appears only once everything is written.")
 _CLIPS_PER_SHARD = flags.DEFINE_integer(

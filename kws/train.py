@@ -18,6 +18,7 @@ from absl import app, flags, logging
 from kws import data_flags
 from kws.errors import InputError, describe_os_error
 
+flags.adopt_module_key_flags(data_flags)  # listed by --help with this module's own
 _AUGMENT = flags.DEFINE_bool(
     "augment", True, "Augment training clips as --gain_db, --time_shift_ms, "
     "--background_frequency/--background_volume and the SpecAugment mask flags say; "

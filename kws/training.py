@@ -16,7 +16,7 @@ import numpy as np
 from absl import logging
 
 from kws import collective, distribute, fileio, report
-from kws.config import FeatureConfig, FrontEnd
+from kws.config import DEFAULT_CACHE_DIR, FeatureConfig, FrontEnd
 from kws.data.augment import AugmentConfig
 from kws.data.dataset import LabelledClips
 from kws.data.download import DATASETS, words_folder
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
 SYNTHETIC_WORDS = ("yes", "no", "up")
-DEFAULT_CACHE_DIR = Path.home() / ".cache" / "kws"
 SKIPPED_SHOWN = 5
 
 

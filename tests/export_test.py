@@ -9,10 +9,10 @@ import numpy as np
 import tensorflow as tf
 
 from kws import benchmark_tflite, export
-from kws.config import FrontEnd
+from kws.config import DEFAULT_CACHE_DIR, FrontEnd
 from kws.data.pipeline import features_array
 from kws.streaming import GRUClassifier
-from kws.training import DEFAULT_CACHE_DIR, config_from_report, load_data
+from kws.training import config_from_report, load_data
 from tests.streaming_test import small_gru_model
 
 REFERENCE = Path(__file__).resolve().parents[1] / "export"

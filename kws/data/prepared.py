@@ -23,7 +23,7 @@ from absl import logging
 
 from kws import fileio
 from kws.audio import AudioError, to_int16
-from kws.config import FeatureConfig, Normalization
+from kws.config import DEFAULT_CACHE_DIR, FeatureConfig, Normalization
 from kws.data.dataset import SkippedFile, empty_splits_error
 from kws.data.download import words_folder
 from kws.data.folder import (
@@ -83,7 +83,7 @@ class PrepareConfig:
     unknown_percentage: float = 10.0
     split: SplitSpec = SplitSpec()
     seed: int = 0
-    cache_dir: Path = Path.home() / ".cache" / "kws"
+    cache_dir: Path = DEFAULT_CACHE_DIR
     clips_per_shard: int = 2000
     features: FeatureConfig = FeatureConfig()
 
