@@ -58,6 +58,10 @@ _PREPARED_DIR = flags.DEFINE_string(
     "prepared_dir", None, "A folder written by python -m kws.prepare: train on its clips, "
     "streamed from TFRecord files (large corpora), with the words and split it was "
     "prepared with.")
+_DATA_SERVICE = flags.DEFINE_string(
+    "data_service", None, "host:port of a tf.data service dispatcher (python -m "
+    "kws.data_service): its workers augment the clips and compute the features of the "
+    "training batches. Needs --prepared_dir on storage every worker can read.")
 _SEED = flags.DEFINE_integer("seed", 0, "Fixes synthetic data, initial weights and shuffling.")
 _CLIPS_PER_WORD = flags.DEFINE_integer(
     "clips_per_word", 1000, "Synthetic clips per word (only without --data_dir).", lower_bound=1)
@@ -107,6 +111,7 @@ def config_from_flags():
         overwrite=_OVERWRITE.value,
         distribution=_DISTRIBUTION.value,
         mixed_precision=_MIXED_PRECISION.value,
+        data_service=_DATA_SERVICE.value,
     )
 
 

@@ -21,7 +21,12 @@ from kws.data.augment import AugmentConfig
 from kws.data.dataset import LabelledClips
 from kws.data.download import DATASETS, words_folder
 from kws.data.folder import ExtraClasses, load_folder
-from kws.data.pipeline import make_augmented_dataset, make_dataset
+from kws.data.pipeline import (
+    check_data_service,
+    make_augmented_dataset,
+    make_dataset,
+    on_data_service,
+)
 from kws.data.prepared import PreparedClips, load_prepared
 from kws.data.split import TESTING, TRAINING, VALIDATION, SplitSpec
 from kws.data.synthetic import SyntheticSpec, load_synthetic
@@ -55,6 +60,9 @@ class TrainConfig:
             words' clips in each split (folders and datasets only).
         unknown_percentage: Size of the ``_unknown_`` class (clips of other words), likewise.
         augmentation: What happens to training clips.
+        data_service: Address of a tf.data service dispatcher (``host:port``) whose
+            workers compute the training batches; needs ``prepared_dir`` on storage the
+            workers can read.
         distribution: ``default``, ``mirrored`` or ``multi_worker`` (see
             ``kws.distribute``).
         mixed_precision: Keras dtype policy: ``float32``, ``mixed_float16`` or
@@ -94,6 +102,7 @@ class TrainConfig:
     overwrite: bool = False
     distribution: str = "default"
     mixed_precision: str = "float32"
+    data_service: str | None = None
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -111,6 +120,12 @@ class TrainConfig:
                    if getattr(self, name) is not None]
         if len(sources) > 1:
             raise InputError(f"--{' and --'.join(sources)} given; pass one of them")
+        if self.data_service is not None and self.prepared_dir is None:
+            raise InputError("--data_service needs --prepared_dir: the service's workers "
+                             "read the prepared shards themselves")
+        if self.data_service is not None and self.distribution == "multi_worker":
+            raise InputError("--data_service with --distribution=multi_worker is not "
+                             "supported: each worker reads its share of every batch itself")
         if self.prepared_dir is not None and self.wanted_words is not None:
             raise InputError("--wanted_words with --prepared_dir: the words are chosen when "
                              "preparing (python -m kws.prepare --wanted_words=...)")
@@ -150,7 +165,7 @@ def config_from_report(run_report: dict) -> TrainConfig:
 RUN_FILE = "run.json"
 # Settings that do not change what a run computes (up to floating-point order), so a
 # resumed run may differ in them: a run pre-empted on two GPUs may finish on one.
-_PRESENTATION = ("verbose", "overwrite", "distribution")
+_PRESENTATION = ("verbose", "overwrite", "distribution", "data_service")
 
 
 def saved_config(config: TrainConfig) -> dict:
@@ -345,9 +360,9 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dic
     return model, results, history
 
 
-def make_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
-                  front_end: FrontEnd) -> dict:
-    """A ``tf.data`` pipeline per split; only the training split is augmented."""
+def _local_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
+                    front_end: FrontEnd) -> dict:
+    """The pipelines as this process computes them."""
     datasets = {name: make_dataset(data.clip_source(name), front_end, config.batch_size)
                 for name in (VALIDATION, TESTING)}
     augmentation = config.augmentation
@@ -361,6 +376,18 @@ def make_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
     datasets[TRAINING] = make_augmented_dataset(
         data.clip_source(TRAINING), front_end, config.batch_size, config.seed, augmentation,
         data.background)
+    return datasets
+
+
+def make_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
+                  front_end: FrontEnd) -> dict:
+    """A ``tf.data`` pipeline per split; only the training split is augmented, and
+    computed by the tf.data service when ``config.data_service`` names one."""
+    datasets = _local_datasets(config, data, front_end)
+    if config.data_service is not None:
+        logging.info("Training batches come from the tf.data service at %s",
+                     config.data_service)
+        datasets[TRAINING] = on_data_service(datasets[TRAINING], config.data_service)
     return datasets
 
 
@@ -395,6 +422,8 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
             f"--output_dir={config.output_dir} holds an earlier run, and multi-worker runs "
             "do not resume: pass --overwrite or a new folder to the chief (stop the other "
             "workers, which wait for it)")
+    if config.data_service is not None:
+        check_data_service(config.data_service)
     data = load_data(config)
     _log_skipped(data)
     data.check_splits_not_empty()

@@ -1,5 +1,6 @@
 import dataclasses
 import json
+import socket
 import subprocess
 import sys
 import tempfile
@@ -11,14 +12,19 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from kws.audio import to_int16, write_wav
-from kws.config import FeatureConfig
+from kws.config import FeatureConfig, FrontEnd
 from kws.data import prepared
 from kws.data.folder import SILENCE, UNKNOWN, ExtraClasses, load_folder
-from kws.data.pipeline import ClipSource, fit_normalization, memory_source
+from kws.data.pipeline import (
+    ClipSource,
+    check_data_service,
+    fit_normalization,
+    memory_source,
+)
 from kws.data.prepared import PrepareConfig, load_prepared, prepare
 from kws.data.split import SPLITS, SplitSpec
 from kws.errors import InputError
-from kws.training import TrainConfig, train
+from kws.training import TrainConfig, make_datasets, train
 from tests import fixtures
 
 SPEAKERS = [f"spk{i:02d}" for i in range(20)]
@@ -155,6 +161,32 @@ class PrepareTest(tf.test.TestCase, parameterized.TestCase):
                          self.manifest["splits"]["testing"]["label_counts"])
         features = json.loads((run_dir / "features.json").read_text())
         self.assertEqual(features["normalization"], self.manifest["normalization"])
+
+
+    def test_the_data_service_computes_every_training_clip_once(self):
+        service = tf.data.experimental.service
+        dispatcher = service.DispatchServer()
+        self.addCleanup(dispatcher.stop)
+        address = dispatcher.target.removeprefix("grpc://")
+        worker = service.WorkerServer(service.WorkerConfig(dispatcher_address=address))
+        self.addCleanup(worker.stop)
+        config = TrainConfig(output_dir=Path("unused"), prepared_dir=self.config.out,
+                             batch_size=16, data_service=address)
+        check_data_service(address)
+        front_end = FrontEnd(FeatureConfig(), self.prepared.normalization, self.prepared.labels)
+        training = make_datasets(config, self.prepared, front_end)["training"]
+        labels = np.concatenate([batch_labels.numpy() for _, batch_labels in training])
+        self.assertEqual(np.bincount(labels, minlength=4).tolist(),
+                         self.manifest["splits"]["training"]["label_counts"])
+
+    def test_no_dispatcher_is_one_clear_error(self):
+        with socket.socket() as unused:
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]
+        with self.assertRaisesRegex(InputError, rf"--data_service=127.0.0.1:{port}: no "
+                                                "dispatcher answers there .*; start one with "
+                                                "python -m kws.data_service"):
+            check_data_service(f"127.0.0.1:{port}")
 
 
 class PrepareConfigTest(tf.test.TestCase, parameterized.TestCase):

@@ -199,6 +199,11 @@ class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
          "--data_dir and --prepared_dir given; pass one of them"),
         ("prepared_words", {"prepared_dir": Path("p"), "wanted_words": ("yes",)},
          "--wanted_words with --prepared_dir: the words are chosen when preparing"),
+        ("service_without_prepared", {"data_service": "host:5050"},
+         "--data_service needs --prepared_dir"),
+        ("service_multi_worker", {"data_service": "host:5050", "prepared_dir": Path("p"),
+                                  "distribution": "multi_worker"},
+         "--data_service with --distribution=multi_worker is not supported"),
     )
     def test_rejects_bad_values(self, overrides, message):
         with self.assertRaisesRegex(InputError, message):

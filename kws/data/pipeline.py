@@ -4,6 +4,7 @@ batches."""
 from __future__ import annotations
 
 import dataclasses
+import socket
 from collections.abc import Callable
 
 import numpy as np
@@ -18,6 +19,7 @@ from kws.data.augment import (
     spec_augment,
 )
 from kws.data.dataset import ClipSet
+from kws.errors import InputError
 from kws.features import FeatureMoments, LogMelSpectrogram, normalize
 
 # Features are computed in batches of this many clips: one STFT call per batch is much
@@ -144,6 +146,31 @@ def make_augmented_dataset(source: ClipSource, front_end: FrontEnd, batch_size: 
     return (tf.data.Dataset.zip(batches, seeds)
             .map(augmented, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .prefetch(tf.data.AUTOTUNE))
+
+
+def on_data_service(dataset: tf.data.Dataset, address: str) -> tf.data.Dataset:
+    """``dataset`` computed by the workers of the tf.data service whose dispatcher is at
+    ``address`` (``[grpc://]host:port``), each batch by one of them once per epoch.
+
+    The workers run the dataset's graph themselves (augmentation and features included):
+    every file it reads must be readable there. Batches arrive in the order the workers
+    finish them, so runs are not reproducible batch for batch.
+    """
+    return dataset.apply(tf.data.experimental.service.distribute(
+        processing_mode="distributed_epoch", service=address))
+
+
+def check_data_service(address: str) -> None:
+    """Raises ``InputError`` unless a dispatcher answers at ``[grpc://]host:port``: the
+    service's client would wait for one without end."""
+    host, _, port = address.removeprefix("grpc://").rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except (OSError, ValueError) as error:
+        raise InputError(
+            f"--data_service={address}: no dispatcher answers there ({error}); start one "
+            "with python -m kws.data_service --port=PORT, and workers with "
+            "python -m kws.data_service --dispatcher=HOST:PORT") from None
 
 
 def features_and_labels(source: ClipSource, front_end: FrontEnd) -> tuple[np.ndarray,
