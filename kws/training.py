@@ -19,7 +19,7 @@ from kws import collective, distribute, fileio, report
 from kws.config import DEFAULT_CACHE_DIR, FeatureConfig, FrontEnd
 from kws.data.augment import AugmentConfig
 from kws.data.dataset import LabelledClips
-from kws.data.download import DATASETS, words_folder
+from kws.data.download import check_data_sources, words_folder
 from kws.data.folder import ExtraClasses, load_folder
 from kws.data.pipeline import (
     check_data_service,
@@ -113,13 +113,8 @@ class TrainConfig:
                 raise InputError(f"--{name} must be at least 1, got {getattr(self, name)!r}")
         if not self.learning_rate > 0:
             raise InputError(f"--learning_rate must be positive, got {self.learning_rate!r}")
-        if self.dataset is not None and self.dataset not in DATASETS:
-            raise InputError(f"--dataset={self.dataset}: unknown; choose from "
-                             + ", ".join(DATASETS))
-        sources = [name for name in ("data_dir", "dataset", "prepared_dir")
-                   if getattr(self, name) is not None]
-        if len(sources) > 1:
-            raise InputError(f"--{' and --'.join(sources)} given; pass one of them")
+        check_data_sources(data_dir=self.data_dir, dataset=self.dataset,
+                           prepared_dir=self.prepared_dir)
         if self.data_service is not None and self.prepared_dir is None:
             raise InputError("--data_service needs --prepared_dir: the service's workers "
                              "read the prepared shards themselves")

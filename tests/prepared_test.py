@@ -194,7 +194,9 @@ class PrepareConfigTest(tf.test.TestCase, parameterized.TestCase):
         ("no_source", {}, "give --data_dir \\(or --dataset\\); synthetic speech needs no "
                           "preparing"),
         ("both", {"data_dir": Path("x"), "dataset": "speech_commands_v1"},
-         "--dataset and --data_dir both given"),
+         "--data_dir and --dataset given; pass one of them"),
+        ("unknown_dataset", {"dataset": "timit"}, "--dataset=timit: unknown; choose from "
+                                                   "speech_commands_v1, speech_commands_v2"),
         ("shard", {"data_dir": Path("x"), "clips_per_shard": 0},
          "--clips_per_shard must be at least 1, got 0"),
         ("silence", {"data_dir": Path("x"), "silence_percentage": -1.0},

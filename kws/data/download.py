@@ -124,6 +124,17 @@ def fetch(archive: Archive, cache_dir: Path) -> Path:
                    folder)
 
 
+def check_data_sources(**sources: object) -> None:
+    """Raises ``InputError`` when more than one data source flag has a value (given as
+    ``flag_name=value``, None when absent) or ``dataset`` names no published dataset."""
+    dataset = sources.get("dataset")
+    if dataset is not None and dataset not in DATASETS:
+        raise InputError(f"--dataset={dataset}: unknown; choose from " + ", ".join(DATASETS))
+    given = [name for name, value in sources.items() if value is not None]
+    if len(given) > 1:
+        raise InputError(f"--{' and --'.join(given)} given; pass one of them")
+
+
 def words_folder(data_dir: Path | None, dataset: str | None, wanted_words: tuple[str, ...] | None,
                  cache_dir: Path) -> tuple[Path, tuple[str, ...] | None]:
     """The folder of labelled clips to read and the words to read from it: ``data_dir``

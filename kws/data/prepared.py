@@ -25,7 +25,7 @@ from kws import fileio
 from kws.audio import AudioError, to_int16
 from kws.config import DEFAULT_CACHE_DIR, FeatureConfig, Normalization
 from kws.data.dataset import SkippedFile, empty_splits_error
-from kws.data.download import words_folder
+from kws.data.download import check_data_sources, words_folder
 from kws.data.folder import (
     SILENCE,
     ExtraClasses,
@@ -90,8 +90,7 @@ class PrepareConfig:
     def __post_init__(self) -> None:
         if self.clips_per_shard < 1:
             raise InputError(f"--clips_per_shard must be at least 1, got {self.clips_per_shard!r}")
-        if self.dataset is not None and self.data_dir is not None:
-            raise InputError("--dataset and --data_dir both given; pass one of them")
+        check_data_sources(data_dir=self.data_dir, dataset=self.dataset)
         if self.data_dir is None and self.dataset is None:
             raise InputError("give --data_dir (or --dataset); synthetic speech needs no "
                              "preparing")
