@@ -18,18 +18,17 @@ import tensorflow as tf
 from absl import logging
 
 
-def fit(model: keras.Model, training: tf.data.Dataset, validation: tf.data.Dataset,
-        epochs: int, callbacks: list[keras.callbacks.Callback],
-        strategy: tf.distribute.Strategy, global_batch_size: int) -> None:
-    """``model.fit(training, validation_data=validation, epochs=epochs)`` under
-    ``strategy``, calling ``callbacks`` at the start and end of training and of each epoch
-    with the logs ``fit`` gives them (loss, accuracy, val_loss, val_accuracy).
+def fit(model: keras.Model, training: tf.data.Dataset, epochs: int,
+        callbacks: list[keras.callbacks.Callback], strategy: tf.distribute.Strategy,
+        global_batch_size: int) -> None:
+    """``model.fit(training, epochs=epochs)`` under ``strategy``, calling ``callbacks`` at
+    the start and end of training and of each epoch with the logs ``fit`` gives them (loss,
+    accuracy; ``Validation`` adds the validation figures).
 
     Args:
         model: Built and compiled in ``strategy.scope()``; its optimizer is used.
-        training: Global batches of (features, labels), identical on every worker (the
+        training: Global batches of (inputs, labels), identical on every worker (the
             strategy gives each replica its share).
-        validation: Batches of (features, labels), evaluated locally.
         epochs: Passes over ``training``.
         callbacks: Epoch-level Keras callbacks.
         strategy: The ``tf.distribute`` strategy the model was built under.
@@ -37,9 +36,9 @@ def fit(model: keras.Model, training: tf.data.Dataset, validation: tf.data.Datas
     """
     per_clip_loss = keras.losses.SparseCategoricalCrossentropy(reduction=None)
 
-    def replica_step(features, labels):
+    def replica_step(inputs, labels):
         with tf.GradientTape() as tape:
-            scores = model(features, training=True)
+            scores = model(inputs, training=True)
             clip_losses = per_clip_loss(labels, scores)
             loss = tf.nn.compute_average_loss(clip_losses, global_batch_size=global_batch_size)
             scaled = model.optimizer.scale_loss(loss)  # the loss scale of mixed_float16
@@ -51,11 +50,10 @@ def fit(model: keras.Model, training: tf.data.Dataset, validation: tf.data.Datas
                 tf.cast(tf.size(labels), tf.float32))
 
     @tf.function(reduce_retracing=True)
-    def train_step(features, labels):
-        sums = strategy.run(replica_step, args=(features, labels))
+    def train_step(inputs, labels):
+        sums = strategy.run(replica_step, args=(inputs, labels))
         return [strategy.reduce("SUM", value, axis=None) for value in sums]
 
-    forward = compiled_forward(model)
     callback_list = keras.callbacks.CallbackList(callbacks, model=model)
     # Every worker reads the whole dataset and keeps its share of each global batch, as
     # for clips in memory: sharding by file would give workers different clips per epoch.
@@ -67,14 +65,14 @@ def fit(model: keras.Model, training: tf.data.Dataset, validation: tf.data.Datas
         callback_list.on_epoch_begin(epoch)
         start = time.monotonic()
         sums = np.zeros(3)  # loss, correct clips, clips: over every replica
-        for features, labels in distributed:
-            sums += [float(value) for value in train_step(features, labels)]
+        for inputs, labels in distributed:
+            sums += [float(value) for value in train_step(inputs, labels)]
         loss_sum, correct_sum, clips = sums
-        logs = {"loss": loss_sum / clips, "accuracy": correct_sum / clips,
-                **evaluate(forward, validation)}
-        logging.info("Epoch %d/%d: %.1f s, %s", epoch + 1, epochs, time.monotonic() - start,
-                     ", ".join(f"{key} {value:.4f}" for key, value in logs.items()))
+        logs = {"loss": loss_sum / clips, "accuracy": correct_sum / clips}
         callback_list.on_epoch_end(epoch, logs)
+        logging.info("Epoch %d/%d: %.1f s, %s", epoch + 1, epochs, time.monotonic() - start,
+                     ", ".join(f"{key} {value:.4f}" for key, value in logs.items()
+                               if key != "seconds"))
     callback_list.on_train_end()
 
 
@@ -101,6 +99,26 @@ def evaluate(forward, dataset: tf.data.Dataset) -> dict[str, float]:
     clip_losses = keras.losses.sparse_categorical_crossentropy(labels, scores)
     return {"val_loss": float(np.mean(clip_losses)),
             "val_accuracy": float(np.mean(np.argmax(scores, axis=-1) == labels))}
+
+
+class Validation(keras.callbacks.Callback):
+    """Adds ``val_loss`` and ``val_accuracy`` of ``model`` on ``dataset`` (batches of
+    features and labels, this worker alone) to each epoch's logs; list it before the
+    callbacks that read them.
+
+    The model being fitted may compute its features from waveforms itself
+    (``kws.data.pipeline.TrainingFeatures`` on the accelerator); validation always scores
+    ``model``, the one that is saved, on the features the pipeline computes.
+    """
+
+    def __init__(self, model: keras.Model, dataset: tf.data.Dataset):
+        super().__init__()
+        self.forward = compiled_forward(model)
+        self.dataset = dataset
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs.update(evaluate(self.forward, self.dataset))
 
 
 def barrier(strategy: tf.distribute.Strategy) -> None:

@@ -18,6 +18,15 @@ from kws.errors import InputError
 
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+FEATURE_PLACEMENTS = ("auto", "pipeline", "accelerator")
+
+
+def place_features(requested: str) -> str:
+    """Where training features are computed, for ``--features_on``: ``auto`` becomes
+    ``accelerator`` when a GPU is visible, else ``pipeline``."""
+    if requested != "auto":
+        return requested
+    return "accelerator" if tf.config.list_logical_devices("GPU") else "pipeline"
 
 
 def make_strategy(distribution: str) -> tf.distribute.Strategy:

@@ -15,35 +15,41 @@ from kws.errors import InputError
 class LogMelSpectrogram(keras.layers.Layer):
     """Waveforms ``(batch, clip_samples)`` to log-mel features ``(batch, frames, mel bins)``.
 
-    Power spectrum of centred, Hann-windowed frames (``keras.layers.MelSpectrogram``),
-    HTK mel filter bank, then ``log(mel power + log_floor)``. Unlike the decibel scaling
-    of ``MelSpectrogram``, nothing here depends on the loudest value in the batch, so a
-    clip's features do not change with the clips batched beside it.
+    Power spectrum of centred, Hann-windowed frames (``keras.ops.stft``), the HTK mel
+    filter bank of ``keras.layers.MelSpectrogram``, then ``log(mel power + log_floor)``.
+    Unlike the decibel scaling of ``MelSpectrogram``, nothing here depends on the loudest
+    value in the batch, so a clip's features do not change with the clips batched beside
+    it. Always computed in float32, as on the device, whatever the dtype policy.
 
     Args:
         config: The feature configuration; see ``kws.config.FeatureConfig``.
     """
 
     def __init__(self, config: FeatureConfig | None = None, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(**{"dtype": "float32", **kwargs})
         self.config = config or FeatureConfig()
-        self.mel_power = keras.layers.MelSpectrogram(
-            fft_length=self.config.fft_length,
-            sequence_stride=self.config.hop_samples,
-            sequence_length=self.config.window_samples,
-            window="hann",
-            sampling_rate=self.config.sample_rate,
-            num_mel_bins=self.config.num_mel_bins,
-            min_freq=self.config.lower_edge_hz,
-            max_freq=self.config.upper_edge_hz,
-            power_to_db=False,
-            mag_exp=2.0,
-        )
+        self.mel_weights = keras.ops.convert_to_numpy(
+            keras.layers.MelSpectrogram().linear_to_mel_weight_matrix(
+                num_mel_bins=self.config.num_mel_bins,
+                num_spectrogram_bins=self.config.fft_length // 2 + 1,
+                sampling_rate=self.config.sample_rate,
+                lower_edge_hertz=self.config.lower_edge_hz,
+                upper_edge_hertz=self.config.upper_edge_hz,
+            ))  # (spectrogram bins, mel bins)
 
     def call(self, waveforms):
-        mel = self.mel_power(waveforms)  # (batch, mel bins, frames)
-        log_mel = keras.ops.log(mel + self.config.log_floor)
-        return keras.ops.swapaxes(log_mel, -1, -2)
+        real, imag = keras.ops.stft(
+            waveforms,
+            sequence_length=self.config.window_samples,
+            sequence_stride=self.config.hop_samples,
+            fft_length=self.config.fft_length,
+            window="hann",
+            center=True,
+        )  # (batch, frames, spectrogram bins) each
+        # Straight from its parts: MelSpectrogram takes the magnitude (a square root),
+        # squares it again and transposes twice, a quarter more time for the same values.
+        power = real * real + imag * imag
+        return keras.ops.log(keras.ops.matmul(power, self.mel_weights) + self.config.log_floor)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], *self.config.feature_shape)

@@ -79,6 +79,12 @@ _MIXED_PRECISION = flags.DEFINE_enum(
     "Keras dtype policy; the class scores stay float32. mixed_float16 pays off on GPUs "
     "with tensor cores, mixed_bfloat16 on TPUs and recent CPUs/GPUs.")
 
+_FEATURES_ON = flags.DEFINE_enum(
+    "features_on", "auto", ["auto", "pipeline", "accelerator"],
+    "Where augmented training features are computed: pipeline (tf.data, on the CPU, "
+    "beside the train step), accelerator (in the train step, batch by batch; pays off on "
+    "a GPU), auto (the accelerator when there is a GPU).")
+
 
 def config_from_flags():
     """Turns the flags into one frozen ``TrainConfig``; bad values raise ``InputError``."""
@@ -112,6 +118,7 @@ def config_from_flags():
         distribution=_DISTRIBUTION.value,
         mixed_precision=_MIXED_PRECISION.value,
         data_service=_DATA_SERVICE.value,
+        features_on=_FEATURES_ON.value,
     )
 
 

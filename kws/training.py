@@ -22,15 +22,17 @@ from kws.data.dataset import LabelledClips
 from kws.data.download import check_data_sources, words_folder
 from kws.data.folder import ExtraClasses, load_folder
 from kws.data.pipeline import (
+    TrainingFeatures,
     check_data_service,
     make_augmented_dataset,
     make_dataset,
     on_data_service,
+    waveform_batches,
 )
 from kws.data.prepared import PreparedClips, load_prepared
 from kws.data.split import TESTING, TRAINING, VALIDATION, SplitSpec
 from kws.data.synthetic import SyntheticSpec, load_synthetic
-from kws.distribute import DISTRIBUTIONS, PRECISIONS
+from kws.distribute import DISTRIBUTIONS, FEATURE_PLACEMENTS, PRECISIONS
 from kws.errors import InputError
 from kws.models import MODEL_NAMES, build_model, check_model_names
 
@@ -67,6 +69,9 @@ class TrainConfig:
             ``kws.distribute``).
         mixed_precision: Keras dtype policy: ``float32``, ``mixed_float16`` or
             ``mixed_bfloat16``.
+        features_on: Where augmented training features are computed: ``pipeline``
+            (tf.data), ``accelerator`` (in the train step) or ``auto`` (the accelerator
+            when there is a GPU); ``train`` records which it chose, so a run resumes alike.
         models: Which of ``fc``, ``cnn``, ``gru`` to train, in order.
         epochs: Passes over the training split.
         batch_size: Clips per training step.
@@ -103,6 +108,7 @@ class TrainConfig:
     distribution: str = "default"
     mixed_precision: str = "float32"
     data_service: str | None = None
+    features_on: str = "auto"
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -131,6 +137,15 @@ class TrainConfig:
         if self.mixed_precision not in PRECISIONS:
             raise InputError(f"--mixed_precision={self.mixed_precision}: unknown; choose from "
                              + ", ".join(PRECISIONS))
+        if self.features_on not in FEATURE_PLACEMENTS:
+            raise InputError(f"--features_on={self.features_on}: unknown; choose from "
+                             + ", ".join(FEATURE_PLACEMENTS))
+
+    @property
+    def features_in_train_step(self) -> bool:
+        """Whether the train step computes the training features (augmented ones only:
+        features that never change are computed once, by the pipeline)."""
+        return self.features_on == "accelerator" and self.augmentation.active
 
     @property
     def extra_classes(self) -> ExtraClasses:
@@ -263,11 +278,13 @@ class BestWeights(keras.callbacks.Callback):
 
     Args:
         path: Where the weights go; must end in ``.weights.h5``.
+        model: The model whose weights are saved (the one fitted may wrap it).
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, model: keras.Model):
         super().__init__()
         self.path = path
+        self.weights_of = model
         self.record = path.with_name(path.name.removesuffix(".weights.h5") + ".json")
         self.best = -np.inf
         if path.is_file() and self.record.is_file():
@@ -282,7 +299,7 @@ class BestWeights(keras.callbacks.Callback):
         if accuracy is not None and accuracy > self.best:
             self.best = accuracy
             with fileio.atomic_path(self.path, suffix=".weights.h5") as tmp:
-                self.model.save_weights(tmp)
+                self.weights_of.save_weights(tmp)
             fileio.write_text_atomic(self.record, json.dumps(
                 {"epoch": epoch + 1, "val_accuracy": float(accuracy)}))
 
@@ -299,14 +316,30 @@ def read_history(path: Path) -> dict[str, list[float]]:
     return {key: [float(rows[epoch][key]) for epoch in epochs] for key in metrics}
 
 
+def on_waveforms(model: keras.Model, training_features: TrainingFeatures,
+                 clip_samples: int) -> keras.Model:
+    """``model`` behind ``training_features``: trained on ``((waveforms, seeds), labels)``
+    batches (``waveform_batches``), so the accelerator computes the features; it shares
+    ``model``'s weights and compiled loss, metrics and optimizer."""
+    waveforms = keras.Input((clip_samples,), name="waveforms")
+    seeds = keras.Input((), dtype="int64", name="seeds")
+    fitted = keras.Model([waveforms, seeds], model(training_features([waveforms, seeds])),
+                         name=f"{model.name}_on_waveforms")
+    fitted.compile(optimizer=model.optimizer, loss="sparse_categorical_crossentropy",
+                   metrics=["accuracy"])
+    return fitted
+
+
 def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dict,
-              strategy: tf.distribute.Strategy) -> tuple[keras.Model, dict, dict]:
+              strategy: tf.distribute.Strategy,
+              training_features: TrainingFeatures | None = None,
+              ) -> tuple[keras.Model, dict, dict]:
     """Trains one model, resuming from its last completed epoch when an earlier run of the
     same settings was stopped; returns it with its best-validation weights, its results
-    and its whole per-epoch history."""
+    and its whole per-epoch history. With ``training_features`` the training batches are
+    waveforms, and the features are computed in the train step (on the accelerator)."""
     checkpoints = config.output_dir / "checkpoints"
     history_path = checkpoints / f"{name}.history.csv"
-    best_weights = BestWeights(checkpoints / f"{name}.best.weights.h5")
     earlier = read_history(history_path)
     done = len(earlier.get("loss", []))
     keras.utils.set_random_seed(config.seed)
@@ -314,6 +347,9 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dic
         model = build_model(name, len(front_end.labels), front_end.features.feature_shape)
         model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
                       loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        fitted = model if training_features is None else \
+            on_waveforms(model, training_features, front_end.features.clip_samples)
+    best_weights = BestWeights(checkpoints / f"{name}.best.weights.h5", model)
     if done < config.epochs:
         if done:
             logging.info("Resuming %s after epoch %d of %d", name, done, config.epochs)
@@ -321,20 +357,21 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dic
             logging.info("Training %s (%s parameters) for %d epochs", name,
                          f"{model.count_params():,}", config.epochs)
         callbacks = [  # in this order: a kill between them re-runs one epoch, loses none
+            collective.Validation(model, datasets["validation"]),
             EpochSeconds(),
             keras.callbacks.CSVLogger(str(history_path), append=True),
             best_weights,
         ]
         if config.distribution == "multi_worker":
-            collective.fit(model, datasets["training"], datasets["validation"], config.epochs,
-                           callbacks, strategy, config.batch_size)
+            collective.fit(fitted, datasets["training"], config.epochs, callbacks, strategy,
+                           config.batch_size)
         else:
             # Weights, optimizer state and epoch, kept twice so a torn file is survivable.
             callbacks.append(keras.callbacks.BackupAndRestore(
                 str(checkpoints / f"{name}.backup"), double_checkpoint=True))
-            model.fit(datasets["training"], validation_data=datasets["validation"],
-                      epochs=config.epochs, callbacks=callbacks, verbose=config.verbose,
-                      shuffle=False)  # the dataset reshuffles itself every epoch
+            fitted.fit(datasets["training"], epochs=config.epochs, callbacks=callbacks,
+                       verbose=config.verbose,
+                       shuffle=False)  # the dataset reshuffles itself every epoch
     model.load_weights(best_weights.path)
     scores, test_labels = collective.scores_and_labels(collective.compiled_forward(model),
                                                        datasets["testing"])
@@ -368,6 +405,11 @@ def _local_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
     if augmentation.background_frequency > 0 and not data.background:
         logging.info("No _background_noise_ recordings: training clips get no noise mixed in")
     logging.info("Augmenting training clips: %s", augmentation)
+    if config.features_in_train_step:
+        logging.info("Training features are computed in the train step, on the accelerator")
+        datasets[TRAINING] = waveform_batches(data.clip_source(TRAINING), config.batch_size,
+                                              config.seed)
+        return datasets
     datasets[TRAINING] = make_augmented_dataset(
         data.clip_source(TRAINING), front_end, config.batch_size, config.seed, augmentation,
         data.background)
@@ -396,6 +438,8 @@ def train(config: TrainConfig) -> dict | None:
     """
     strategy = distribute.make_strategy(config.distribution)
     distribute.set_precision(config.mixed_precision)
+    config = dataclasses.replace(config,
+                                 features_on=distribute.place_features(config.features_on))
     if distribute.is_chief(strategy):
         run_report = train_with(config, strategy, export=True)
     else:
@@ -433,7 +477,12 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
                          normalization=data.training_normalization(config.features),
                          labels=data.labels)
     front_end.save(config.output_dir)
+    # The datasets' shuffles take TensorFlow's global seed too: the same for every run of
+    # the same --seed, not whatever an earlier run in this process left.
+    keras.utils.set_random_seed(config.seed)
     datasets = make_datasets(config, data, front_end)
+    training_features = TrainingFeatures(front_end, config.augmentation, data.background) \
+        if config.features_in_train_step else None
 
     run_report = {
         "run": config.output_dir.name,
@@ -454,7 +503,7 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
             run_report["models"][name], histories[name] = json.loads(finished.read_text())
             continue
         model, results, histories[name] = train_one(name, config, front_end, datasets,
-                                                    strategy)
+                                                    strategy, training_features)
         with fileio.atomic_path(config.output_dir / f"{name}.keras") as tmp:
             model.save(tmp)
         fileio.write_text_atomic(finished, json.dumps([results, histories[name]]))

@@ -175,6 +175,11 @@ class BenchmarkTrainTest(tf.test.TestCase):
         for key in ("step_clips_per_second", "fit_clips_per_second", "pipeline_over_step"):
             self.assertGreater(fc[key], 0)
 
+    def test_features_in_the_train_step(self):
+        figures = self.run_tool("--features_on=accelerator")
+        self.assertEqual(figures["features_on"], "accelerator")
+        self.assertGreater(figures["models"]["fc"]["fit_clips_per_second"], 0)
+
     def test_jax_backend_trains_the_same_models(self):
         if importlib.util.find_spec("jax") is None:
             self.skipTest("JAX is not installed (pip install jax to run the models on it)")

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
@@ -59,6 +60,17 @@ class LogMelSpectrogramTest(tf.test.TestCase, parameterized.TestCase):
         alone = LogMelSpectrogram(config)(quiet[None])[0]
         batched = LogMelSpectrogram(config)(np.stack([quiet, loud]))[0]
         self.assertAllClose(alone, batched, atol=1e-5)
+
+    def test_float32_whatever_the_dtype_policy(self):
+        clip = clip_of("chirp", FeatureConfig())[None]
+        expected = LogMelSpectrogram()(clip)
+        keras.mixed_precision.set_global_policy("mixed_float16")
+        try:
+            features = LogMelSpectrogram()(clip)
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+        self.assertEqual(features.dtype, "float32")  # as the device computes them
+        self.assertAllEqual(features, expected)
 
     def test_serialization_round_trip(self):
         layer = LogMelSpectrogram(FeatureConfig(num_mel_bins=32))

@@ -18,8 +18,9 @@ from kws.config import FeatureConfig, FrontEnd, Normalization
 from kws.data.augment import AugmentConfig
 from kws.data.dataset import ClipSet, LabelledClips
 from kws.data.folder import SILENCE, UNKNOWN
-from kws.data.pipeline import features_array
+from kws.data.pipeline import FEATURE_BATCH, features_array
 from kws.data.split import SPLITS, SplitSpec
+from kws.distribute import place_features
 from kws.errors import InputError
 from kws.training import TrainConfig, make_datasets, train
 from tests import fixtures
@@ -85,9 +86,15 @@ def start_and_stop(flags: tuple[str, ...], history_csv: Path, stop: signal.Signa
                    log: Path) -> int:
     """Starts ``kws.train`` and sends ``stop`` once ``history_csv`` has a completed epoch;
     returns the exit status."""
+    # A test run started in the background by a shell ignores Ctrl-C, and so would the
+    # child: it gets Python's usual handler, as when started from a terminal.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     with log.open("w") as stderr:
-        process = subprocess.Popen([sys.executable, "-m", "kws.train", *flags],
-                                   stdout=subprocess.DEVNULL, stderr=stderr)
+        try:
+            process = subprocess.Popen([sys.executable, "-m", "kws.train", *flags],
+                                       stdout=subprocess.DEVNULL, stderr=stderr)
+        finally:
+            signal.signal(signal.SIGINT, previous)
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and process.poll() is None:
             if history_csv.is_file() and len(history_csv.read_text().splitlines()) >= 2:
@@ -161,6 +168,32 @@ class DeterminismTest(tf.test.TestCase):
         self.assertEqual(reports[0]["config"]["seed"], 1)
 
 
+class FeaturesOnTest(tf.test.TestCase):
+    def test_features_in_the_train_step_train_as_the_pipelines_do(self):
+        """--features_on=accelerator (forced here, on the CPU) feeds the same clips and seeds
+        to the same XLA-compiled features: with one FEATURE_BATCH per step, the run is the
+        pipeline's run, to the last figure."""
+        root = Path(self.create_tempdir().full_path)
+        reports = {
+            placement: train(TrainConfig(
+                output_dir=root / placement, cache_dir=root / "cache", clips_per_word=20,
+                epochs=2, batch_size=FEATURE_BATCH, models=("fc",), verbose=0,
+                features_on=placement))
+            for placement in ("pipeline", "accelerator")}
+        self.assertEqual(reports["accelerator"]["config"]["features_on"], "accelerator")
+        for report in reports.values():
+            del report["config"]["features_on"]
+        self.assertEqual(without_timings(reports["pipeline"]),
+                         without_timings(reports["accelerator"]))
+        model = keras.saving.load_model(root / "accelerator" / "fc.keras", safe_mode=True)
+        self.assertEqual(model.input_shape, (None, 101, 40))  # the saved model takes features
+
+    def test_auto_is_recorded_as_the_placement_used(self):
+        expected = "accelerator" if tf.config.list_logical_devices("GPU") else "pipeline"
+        self.assertEqual(place_features("auto"), expected)
+        self.assertEqual(place_features("accelerator"), "accelerator")
+
+
 class AugmentationSplitTest(tf.test.TestCase):
     def test_only_the_training_split_is_augmented(self):
         rng = np.random.default_rng(0)
@@ -204,6 +237,8 @@ class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
         ("service_multi_worker", {"data_service": "host:5050", "prepared_dir": Path("p"),
                                   "distribution": "multi_worker"},
          "--data_service with --distribution=multi_worker is not supported"),
+        ("features_on", {"features_on": "gpu"},
+         "--features_on=gpu: unknown; choose from auto, pipeline, accelerator"),
     )
     def test_rejects_bad_values(self, overrides, message):
         with self.assertRaisesRegex(InputError, message):

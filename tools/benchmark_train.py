@@ -3,8 +3,10 @@
 For each model it prints clips per second of
   - the input pipeline alone: the real training pipeline (augmentation, log-mel features,
     SpecAugment, batching) iterated without a model;
-  - the train step alone: one forward and backward pass on a batch already in memory;
+  - the train step alone: ``model.fit`` on one batch already in memory, over and over;
   - the two together: ``model.fit`` on the pipeline.
+With ``--rounds`` above 1 each figure is the median of that many measurements, taken in
+turn, so a machine whose speed wanders (shared cloud cores) hits them all alike.
 A pipeline slower than the step starves the accelerator. With ``--data_dir`` and/or
 ``--prepared_dir`` it also prints how fast clips are read: decoded from the WAV folder, or
 streamed from the TFRecord files of ``python -m kws.prepare``.
@@ -12,6 +14,7 @@ streamed from the TFRecord files of ``python -m kws.prepare``.
     python tools/benchmark_train.py --models=fc,cnn,gru --batch_size=64
     python tools/benchmark_train.py --data_dir=my_words --json=train_speed.json
     python tools/benchmark_train.py --data_dir=my_words --prepared_dir=my_words_prepared
+    python tools/benchmark_train.py --features_on=accelerator   # features in the step
     python tools/benchmark_train.py --backend=jax --data=synthetic   # needs no TensorFlow
 
 With ``--backend=jax`` only the train step is measured (the pipeline is tf.data).
@@ -19,11 +22,13 @@ With ``--backend=jax`` only the train step is measured (the pipeline is tf.data)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from absl import app, flags
 
@@ -45,17 +50,37 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "Measure the pipeline on the c
 _PREPARED_DIR = flags.DEFINE_string(
     "prepared_dir", None, "Measure the pipeline streaming the training split of this "
     "kws.prepare folder (it wins over --data_dir), and how fast its records are read.")
+_FEATURES_ON = flags.DEFINE_enum(
+    "features_on", "pipeline", ["auto", "pipeline", "accelerator"],
+    "As for kws.train: where the augmented features are computed. With accelerator the "
+    "pipeline delivers waveforms and the train step computes the features.")
+_ROUNDS = flags.DEFINE_integer("rounds", 1, "Measure everything this many times, in turn, "
+                               "and report medians.", lower_bound=1)
 _JSON = flags.DEFINE_string("json", None, "Write the figures to this JSON file.")
 _SEED = flags.DEFINE_integer("seed", 0, "Fixes the synthetic clips and initial weights.")
 
 
-def clips_per_second(run_step, steps: int, warmup_steps: int, batch_size: int) -> float:
-    for _ in range(warmup_steps):
-        run_step()
+def clips_per_second(run_steps, batch_size: int) -> float:
+    """Clips per second of ``run_steps(count)``, timed for ``--steps`` after
+    ``--warmup_steps`` untimed ones (tracing, caches, buffers)."""
+    run_steps(_WARMUP_STEPS.value)
     start = time.perf_counter()
-    for _ in range(steps):
-        run_step()
-    return steps * batch_size / (time.perf_counter() - start)
+    run_steps(_STEPS.value)
+    return _STEPS.value * batch_size / (time.perf_counter() - start)
+
+
+def fitting(model, data):
+    """Runs ``count`` steps of ``model.fit`` on ``data`` (endless batches)."""
+    return lambda count: model.fit(data, steps_per_epoch=count, epochs=1, verbose=0,
+                                   shuffle=False)
+
+
+def iterating(batches):
+    """Takes ``count`` batches from the iterator ``batches``."""
+    def take(count: int) -> None:
+        for _ in range(count):
+            next(batches)
+    return take
 
 
 def synthetic_clips(count: int, num_classes: int, clip_samples: int, seed: int):
@@ -68,27 +93,56 @@ def synthetic_clips(count: int, num_classes: int, clip_samples: int, seed: int):
     return clips, rng.integers(num_classes, size=count)
 
 
-def measure_step(model, batch_size: int, feature_shape, num_classes: int, seed: int) -> float:
+def one_batch_over_and_over(pipeline, batch_size: int, feature_shape, num_classes: int,
+                            seed: int):
+    """Endless copies of one batch already in memory: the pipeline's first, else random
+    features. ``fit`` on it costs the train step alone (``train_on_batch`` adds a Python
+    call per step)."""
+    if pipeline:
+        import tensorflow as tf
+
+        return tf.data.Dataset.from_tensors(next(iter(pipeline.dataset))).repeat()
     import numpy as np
 
     rng = np.random.default_rng(seed)
     features = rng.standard_normal((batch_size, *feature_shape)).astype(np.float32)
     labels = rng.integers(num_classes, size=batch_size)
-    return clips_per_second(lambda: model.train_on_batch(features, labels), _STEPS.value,
-                            _WARMUP_STEPS.value, batch_size)
+
+    def endless():
+        while True:
+            yield features, labels
+    return endless()
 
 
-def tensorflow_pipeline(batch_size: int, seed: int):
+@dataclasses.dataclass(frozen=True)
+class Pipeline:
+    """The training pipeline measured, and what the models need to train on it."""
+
+    dataset: Any  # endless tf.data batches
+    num_classes: int
+    feature_shape: tuple[int, int]
+    clip_samples: int
+    training_features: Any  # kws.data.pipeline.TrainingFeatures in the step, or None
+
+
+def tensorflow_pipeline(batch_size: int, seed: int) -> Pipeline:
     """The training pipeline of ``kws.train`` on synthetic, folder or prepared clips,
-    repeated."""
+    repeated: batches of features, or with ``--features_on=accelerator`` of waveforms
+    whose features the train step computes."""
 
     from kws.config import FeatureConfig, FrontEnd, Normalization
     from kws.data.augment import AugmentConfig
     from kws.data.dataset import ClipSet
     from kws.data.folder import ExtraClasses, load_folder
-    from kws.data.pipeline import make_augmented_dataset, memory_source
+    from kws.data.pipeline import (
+        TrainingFeatures,
+        make_augmented_dataset,
+        memory_source,
+        waveform_batches,
+    )
     from kws.data.prepared import load_prepared
     from kws.data.split import SplitSpec
+    from kws.distribute import place_features
 
     config = FeatureConfig()
     count = batch_size * (_STEPS.value + _WARMUP_STEPS.value)
@@ -102,9 +156,13 @@ def tensorflow_pipeline(batch_size: int, seed: int):
         labels, background = ("yes", "no", "up"), ()
     front_end = FrontEnd(config, Normalization((0.0,) * config.num_mel_bins,
                                                (1.0,) * config.num_mel_bins), labels)
+    if place_features(_FEATURES_ON.value) == "accelerator":
+        return Pipeline(waveform_batches(training, batch_size, seed).repeat(), len(labels),
+                        config.feature_shape, config.clip_samples,
+                        TrainingFeatures(front_end, AugmentConfig(), background))
     dataset = make_augmented_dataset(training, front_end, batch_size, seed, AugmentConfig(),
                                      background).repeat()
-    return dataset, len(labels), config.feature_shape, training.size
+    return Pipeline(dataset, len(labels), config.feature_shape, config.clip_samples, None)
 
 
 def reading_figures(batch_size: int, seed: int) -> dict[str, float]:
@@ -136,17 +194,59 @@ def reading_figures(batch_size: int, seed: int) -> dict[str, float]:
     return figures
 
 
+def measure_round(pipeline: Pipeline | None, num_classes: int, feature_shape) -> dict:
+    """One measurement of everything: the pipeline alone, then each model's step alone
+    and on the pipeline."""
+    import keras
+
+    from kws.models import MODEL_NAMES, build_model
+
+    batch_size, seed = _BATCH_SIZE.value, _SEED.value
+    figures = {"models": {}}
+    if pipeline:
+        figures["pipeline_clips_per_second"] = clips_per_second(
+            iterating(iter(pipeline.dataset)), batch_size)
+    for name in [n for n in MODEL_NAMES if n in _MODELS.value]:
+        keras.utils.set_random_seed(seed)
+        model = build_model(name, num_classes, feature_shape)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        if pipeline and pipeline.training_features:
+            from kws.training import on_waveforms
+
+            model = on_waveforms(model, pipeline.training_features, pipeline.clip_samples)
+        result = figures["models"][name] = {"step_clips_per_second": clips_per_second(
+            fitting(model, one_batch_over_and_over(pipeline, batch_size, feature_shape,
+                                                   num_classes, seed)), batch_size)}
+        if pipeline:
+            result["fit_clips_per_second"] = clips_per_second(fitting(model, pipeline.dataset),
+                                                              batch_size)
+            result["pipeline_over_step"] = figures["pipeline_clips_per_second"] / \
+                result["step_clips_per_second"]
+    return figures
+
+
+def medians(rounds: list[dict]):
+    """The figures of ``rounds`` (as ``measure_round`` gives them), each the median over
+    the rounds."""
+    import numpy as np
+
+    if isinstance(rounds[0], dict):
+        return {key: medians([one[key] for one in rounds]) for key in rounds[0]}
+    return float(np.median(rounds))
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         sys.exit(f"benchmark_train: error: unexpected arguments {argv[1:]}")
-    if _BACKEND.value == "jax" and (_DATA_DIR.value or _PREPARED_DIR.value):
-        sys.exit("benchmark_train: error: --data_dir and --prepared_dir need "
-                 "--backend=tensorflow (tf.data)")
+    if _BACKEND.value == "jax" and (_DATA_DIR.value or _PREPARED_DIR.value
+                                    or _FEATURES_ON.value == "accelerator"):
+        sys.exit("benchmark_train: error: --data_dir, --prepared_dir and "
+                 "--features_on=accelerator need --backend=tensorflow (tf.data)")
     os.environ["KERAS_BACKEND"] = _BACKEND.value  # before Keras is first imported
     import keras
 
     from kws.errors import InputError
-    from kws.models import MODEL_NAMES, build_model, check_model_names
+    from kws.models import check_model_names
 
     batch_size, seed = _BATCH_SIZE.value, _SEED.value
     try:
@@ -156,46 +256,26 @@ def main(argv: list[str]) -> None:
         reading = reading_figures(batch_size, seed) if pipeline else {}
     except InputError as error:
         sys.exit(f"benchmark_train: error: {error}")
-    num_classes, feature_shape = (pipeline[1], pipeline[2]) if pipeline else (3, (101, 40))
+    num_classes, feature_shape = (pipeline.num_classes, pipeline.feature_shape) if pipeline \
+        else (3, (101, 40))
     figures = {"backend": keras.backend.backend(), "batch_size": batch_size,
                "devices": keras.distribution.list_devices(),
                "data": _PREPARED_DIR.value or _DATA_DIR.value or "synthetic",
-               "steps": _STEPS.value, **reading, "models": {}}
+               "features_on": "accelerator" if pipeline and pipeline.training_features
+               else "pipeline",
+               "steps": _STEPS.value, **reading}
+    rounds = [measure_round(pipeline, num_classes, feature_shape) for _ in range(_ROUNDS.value)]
+    figures.update(medians(rounds))
+    if _ROUNDS.value > 1:
+        figures["rounds"] = rounds
     if pipeline:
-        batches = iter(pipeline[0])
-        figures["pipeline_clips_per_second"] = clips_per_second(
-            lambda: next(batches), _STEPS.value, _WARMUP_STEPS.value, batch_size)
-    print(f"backend {figures['backend']}, devices {', '.join(figures['devices'])}, batch "
-          f"{batch_size}" + (f"; input pipeline alone: "
-                             f"{figures['pipeline_clips_per_second']:,.0f} clips/s"
-                             if pipeline else ""))
-    for key, label in (("wav_folder_clips_per_second", "WAV folder"),
-                       ("prepared_clips_per_second", "prepared records")):
-        if key in reading:
-            print(f"reading clips from the {label}: {reading[key]:,.0f} clips/s")
-    if "prepared_over_wav_folder" in reading:
-        print(f"prepared records / WAV folder: {reading['prepared_over_wav_folder']:.1f}x")
-    for name in [n for n in MODEL_NAMES if n in _MODELS.value]:
-        keras.utils.set_random_seed(seed)
-        model = build_model(name, num_classes, feature_shape)
-        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-        result = {"step_clips_per_second": measure_step(model, batch_size, feature_shape,
-                                                        num_classes, seed)}
+        print(f"input pipeline alone: {figures['pipeline_clips_per_second']:,.0f} clips/s")
+    for name, result in figures["models"].items():
         line = f"{name:<4} train step alone: {result['step_clips_per_second']:>9,.0f} clips/s"
         if pipeline:
-            model.fit(pipeline[0], steps_per_epoch=_WARMUP_STEPS.value, epochs=1, verbose=0,
-                      shuffle=False)
-            start = time.perf_counter()
-            model.fit(pipeline[0], steps_per_epoch=_STEPS.value, epochs=1, verbose=0,
-                      shuffle=False)
-            result["fit_clips_per_second"] = _STEPS.value * batch_size / (
-                time.perf_counter() - start)
-            result["pipeline_over_step"] = figures["pipeline_clips_per_second"] / \
-                result["step_clips_per_second"]
             line += (f"   together (fit): {result['fit_clips_per_second']:>9,.0f} clips/s   "
                      f"pipeline / step: {result['pipeline_over_step']:.1f}x")
         print(line)
-        figures["models"][name] = result
     if _JSON.value:
         out = Path(_JSON.value)
         tmp = out.with_name(f".{out.name}.tmp")

@@ -7,6 +7,7 @@ import dataclasses
 import socket
 from collections.abc import Callable
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -22,9 +23,10 @@ from kws.data.dataset import ClipSet
 from kws.errors import InputError
 from kws.features import FeatureMoments, LogMelSpectrogram, normalize
 
-# Features are computed in batches of this many clips: one STFT call per batch is much
-# faster than one per clip, and the batch is small enough to stay in the CPU cache.
-FEATURE_BATCH = 128
+# Features are computed in batches of this many clips, whatever the training batch: one
+# STFT call per batch is much faster than one per clip, and the frames of 32 clips (6.6 MB)
+# stay in the CPU cache, where those of 64 took a third longer per clip.
+FEATURE_BATCH = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,15 +66,27 @@ class ClipSource:
 
 
 def memory_source(clips: ClipSet) -> ClipSource:
+    with tf.device("/cpu:0"):  # tf.data reads them there
+        waveforms = tf.constant(clips.clips)
+        labels = tf.constant(clips.labels.astype(np.int32))
+
     def batches(batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
-        dataset = tf.data.Dataset.from_tensor_slices((clips.clips,
-                                                      clips.labels.astype(np.int32)))
+        # Clip numbers are shuffled, not clips: a shuffle buffer of whole clips copied the
+        # split into it before the first batch of every epoch.
+        order = tf.data.Dataset.range(len(clips))
         if shuffle_seed is not None:
-            dataset = dataset.shuffle(len(clips), seed=shuffle_seed,
-                                      reshuffle_each_iteration=True)
-        return dataset.batch(batch_size)
+            order = order.shuffle(len(clips), seed=shuffle_seed, reshuffle_each_iteration=True)
+        return order.batch(batch_size).map(
+            lambda chosen: (tf.gather(waveforms, chosen), tf.gather(labels, chosen)))
 
     return ClipSource(len(clips), batches, in_memory=True)
+
+
+def compiled(fn: Callable) -> Callable:
+    """``fn`` as a function XLA compiles. It fuses the front end's many element-wise passes
+    over frames that do not fit the CPU cache: the augmented training pipeline delivered
+    38 % more clips per second on a 2-core machine."""
+    return tf.function(fn, jit_compile=True)
 
 
 def fit_normalization(training: ClipSource, config: FeatureConfig) -> Normalization:
@@ -80,7 +94,8 @@ def fit_normalization(training: ClipSource, config: FeatureConfig) -> Normalizat
     log_mel = LogMelSpectrogram(config)
     moments = FeatureMoments(config.num_mel_bins)
     for features in (training.batches(FEATURE_BATCH, None)
-                     .map(lambda waves, _: log_mel(waves), num_parallel_calls=tf.data.AUTOTUNE)
+                     .map(compiled(lambda waves, _: log_mel(waves)),
+                          num_parallel_calls=tf.data.AUTOTUNE)
                      .prefetch(tf.data.AUTOTUNE)):
         moments.add(features.numpy())
     return moments.normalization()
@@ -100,12 +115,14 @@ def make_dataset(source: ClipSource, front_end: FrontEnd, batch_size: int,
     """
     log_mel = LogMelSpectrogram(front_end.features)
 
+    @compiled
     def features(waves, labels):
         return normalize(log_mel(waves), front_end.normalization), labels
 
     if not source.in_memory:
-        return (source.batches(batch_size, shuffle_seed)
+        return (source.batches(FEATURE_BATCH, shuffle_seed)
                 .map(features, num_parallel_calls=tf.data.AUTOTUNE)
+                .rebatch(batch_size)
                 .apply(_batch_count(source, batch_size))
                 .prefetch(tf.data.AUTOTUNE))
     dataset = (
@@ -120,31 +137,80 @@ def make_dataset(source: ClipSource, front_end: FrontEnd, batch_size: int,
     return dataset.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+class TrainingFeatures(keras.layers.Layer):
+    """Training clips to features, each clip augmented anew every time: ``(waveforms
+    (batch, clip_samples), seeds (batch,))`` to normalised features ``(batch, frames, mel
+    bins)``.
+
+    Gain and noise on the waveforms, log-mel features, the time shift on their frames, then
+    SpecAugment on the normalised features, every draw from the batch's seed (the first of
+    ``seeds``). The input pipeline computes it (``make_augmented_dataset``), or the
+    accelerator as the first layer of the model being trained (``waveform_batches``); XLA
+    compiles it either way, so both draw the same numbers.
+
+    Args:
+        front_end: Feature configuration and training normalisation.
+        augment: What happens to the clips.
+        background: Noise recordings at the model's rate.
+    """
+
+    def __init__(self, front_end: FrontEnd, augment: AugmentConfig,
+                 background: tuple[np.ndarray, ...] = (), **kwargs):
+        super().__init__(**{"dtype": "float32", "trainable": False, **kwargs})
+        self.front_end = front_end
+        self.augment = augment
+        self.log_mel = LogMelSpectrogram(front_end.features)
+        self.noise = BackgroundNoise(background, front_end.features.clip_samples) \
+            if background else None
+        self.compute = compiled(self.augmented_features)
+
+    def augmented_features(self, waves: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
+        seed, config = seeds[0], self.front_end.features
+        log_mel = self.log_mel(augment_waveforms(waves, self.augment, self.noise, seed))
+        features = normalize(shift_frames(log_mel, self.augment, config, seed),
+                             self.front_end.normalization)
+        return spec_augment(features, self.augment, seed)
+
+    def call(self, inputs):
+        waves, seeds = inputs
+        return self.compute(waves, seeds)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0][0], *self.front_end.features.feature_shape)
+
+
+def _seeded_batches(source: ClipSource, batch_size: int, seed: int) -> tf.data.Dataset:
+    """``((waveforms, seeds), labels)`` batches: the clips in an order that changes every
+    epoch, and seeds counting up from one random number per batch (a new sequence every
+    epoch, fixed by ``seed``), so each replica's share of a batch starts at its own seed."""
+    def with_seeds(batch, first_seed):
+        waves, labels = batch
+        return (waves, first_seed + tf.range(tf.size(labels, out_type=tf.int64))), labels
+
+    random = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    return tf.data.Dataset.zip(source.batches(batch_size, seed), random).map(with_seeds)
+
+
+def waveform_batches(source: ClipSource, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Training batches for a model that computes its features itself (``TrainingFeatures``
+    as its first layer): ``((waveforms, seeds), labels)``."""
+    return (_seeded_batches(source, batch_size, seed)
+            .apply(_batch_count(source, batch_size))
+            .prefetch(tf.data.AUTOTUNE))
+
+
 def make_augmented_dataset(source: ClipSource, front_end: FrontEnd, batch_size: int, seed: int,
                            augment: AugmentConfig,
                            background: tuple[np.ndarray, ...] = ()) -> tf.data.Dataset:
-    """Training batches like ``make_dataset``'s, each clip augmented anew every epoch.
-
-    Per batch: gain and noise on the waveforms, log-mel features, the time shift on their
-    frames, then SpecAugment on the normalised features. Shuffle order and augmentation
-    follow ``seed``: two runs with the same seed see the same batches.
-    """
-    config = front_end.features
-    log_mel = LogMelSpectrogram(config)
-    noise = BackgroundNoise(background, config.clip_samples) if background else None
-
-    def augmented(batch, seed):
-        waves, labels = batch
-        log_mel_features = shift_frames(log_mel(augment_waveforms(waves, augment, noise, seed)),
-                                        augment, config, seed)
-        features = normalize(log_mel_features, front_end.normalization)
-        return spec_augment(features, augment, seed), labels
-
-    batches = source.batches(batch_size, seed).apply(_batch_count(source, batch_size))
-    # One random seed per batch, a new sequence every epoch, fixed by ``seed``.
-    seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
-    return (tf.data.Dataset.zip(batches, seeds)
-            .map(augmented, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    """Training batches like ``make_dataset``'s, each clip augmented anew every epoch by
+    ``TrainingFeatures``, ``FEATURE_BATCH`` clips at a time. Shuffle order and augmentation
+    follow ``seed``: two runs with the same seed see the same batches."""
+    features = TrainingFeatures(front_end, augment, background)
+    return (_seeded_batches(source, FEATURE_BATCH, seed)
+            .map(lambda inputs, labels: (features(inputs), labels),
+                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .rebatch(batch_size)
+            .apply(_batch_count(source, batch_size))
             .prefetch(tf.data.AUTOTUNE))
 
 
