@@ -405,8 +405,10 @@ def _local_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
     if augmentation.background_frequency > 0 and not data.background:
         logging.info("No _background_noise_ recordings: training clips get no noise mixed in")
     logging.info("Augmenting training clips: %s", augmentation)
+    logging.info("Augmented training features are computed %s (--features_on=%s)",
+                 "in the train step" if config.features_in_train_step
+                 else "by the input pipeline", config.features_on)
     if config.features_in_train_step:
-        logging.info("Training features are computed in the train step, on the accelerator")
         datasets[TRAINING] = waveform_batches(data.clip_source(TRAINING), config.batch_size,
                                               config.seed)
         return datasets
