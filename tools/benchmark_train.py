@@ -268,6 +268,12 @@ def main(argv: list[str]) -> None:
     figures.update(medians(rounds))
     if _ROUNDS.value > 1:
         figures["rounds"] = rounds
+    for key, label in (("wav_folder_clips_per_second", "WAV folder"),
+                       ("prepared_clips_per_second", "prepared records")):
+        if key in reading:
+            print(f"reading clips from the {label}: {reading[key]:,.0f} clips/s")
+    if "prepared_over_wav_folder" in reading:
+        print(f"prepared records / WAV folder: {reading['prepared_over_wav_folder']:.1f}x")
     if pipeline:
         print(f"input pipeline alone: {figures['pipeline_clips_per_second']:,.0f} clips/s")
     for name, result in figures["models"].items():
