@@ -38,8 +38,9 @@ _MODELS = flags.DEFINE_list("models", ["fc", "cnn", "gru"], "Models to measure."
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Clips per step.", lower_bound=1)
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps (batches) per measurement.",
                               lower_bound=1)
-_WARMUP_STEPS = flags.DEFINE_integer("warmup_steps", 5, "Untimed steps first (tracing, "
-                                     "caches).", lower_bound=1)
+_WARMUP_STEPS = flags.DEFINE_integer(
+    "warmup_steps", 30, "Untimed steps first: tracing, XLA compiling the features (the first "
+    "batches of a process streaming records took seconds), shuffle buffers.", lower_bound=1)
 _BACKEND = flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax"],
                              "Keras backend for the model.")
 _DATA = flags.DEFINE_enum("data", "synthetic", ["synthetic"],
