@@ -207,6 +207,7 @@ def measure_round(pipeline: Pipeline | None, num_classes: int, feature_shape) ->
     if pipeline:
         figures["pipeline_clips_per_second"] = clips_per_second(
             iterating(iter(pipeline.dataset)), batch_size)
+    one_batch = one_batch_over_and_over(pipeline, batch_size, feature_shape, num_classes, seed)
     for name in [n for n in MODEL_NAMES if n in _MODELS.value]:
         keras.utils.set_random_seed(seed)
         model = build_model(name, num_classes, feature_shape)
@@ -216,8 +217,7 @@ def measure_round(pipeline: Pipeline | None, num_classes: int, feature_shape) ->
 
             model = on_waveforms(model, pipeline.training_features, pipeline.clip_samples)
         result = figures["models"][name] = {"step_clips_per_second": clips_per_second(
-            fitting(model, one_batch_over_and_over(pipeline, batch_size, feature_shape,
-                                                   num_classes, seed)), batch_size)}
+            fitting(model, one_batch), batch_size)}
         if pipeline:
             result["fit_clips_per_second"] = clips_per_second(fitting(model, pipeline.dataset),
                                                               batch_size)
