@@ -16,10 +16,11 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(BIN)/python -m kws.train $(ARGS)
 
-## Run the tf.test suite with pytest, and ruff.
+## Run ruff, then the tf.test suite with pytest; pytest-xdist gives each test class to one
+## of up to four worker processes (most tests keep one core busy, or wait on a subprocess).
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist=loadscope $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

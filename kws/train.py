@@ -84,6 +84,10 @@ _FEATURES_ON = flags.DEFINE_enum(
     "Where augmented training features are computed: pipeline (tf.data, on the CPU, "
     "beside the train step), accelerator (in the train step, batch by batch; pays off on "
     "a GPU), auto (the accelerator when there is a GPU).")
+_EXPORT = flags.DEFINE_bool(
+    "export", True, "Export the trained gru to TFLite at the end of the run (float and int8 "
+    "window models, an int8 streaming model, manifest.json); --noexport skips it, and "
+    "python -m kws.export --model=<run>/gru.keras does it later.")
 
 
 def config_from_flags():
@@ -119,6 +123,7 @@ def config_from_flags():
         mixed_precision=_MIXED_PRECISION.value,
         data_service=_DATA_SERVICE.value,
         features_on=_FEATURES_ON.value,
+        export=_EXPORT.value,
     )
 
 

@@ -84,6 +84,8 @@ class TrainConfig:
         verbose: Keras progress output: "auto", 0, 1 or 2.
         overwrite: Start afresh in an ``output_dir`` that holds an earlier kws run, instead
             of resuming it.
+        export: Export the trained gru to TFLite at the end (``kws.export``'s files and
+            manifest beside ``gru.keras``).
     """
 
     output_dir: Path
@@ -109,6 +111,7 @@ class TrainConfig:
     mixed_precision: str = "float32"
     data_service: str | None = None
     features_on: str = "auto"
+    export: bool = True
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -175,7 +178,7 @@ def config_from_report(run_report: dict) -> TrainConfig:
 RUN_FILE = "run.json"
 # Settings that do not change what a run computes (up to floating-point order), so a
 # resumed run may differ in them: a run pre-empted on two GPUs may finish on one.
-_PRESENTATION = ("verbose", "overwrite", "distribution", "data_service")
+_PRESENTATION = ("verbose", "overwrite", "distribution", "data_service", "export")
 
 
 def saved_config(config: TrainConfig) -> dict:
@@ -443,7 +446,7 @@ def train(config: TrainConfig) -> dict | None:
     config = dataclasses.replace(config,
                                  features_on=distribute.place_features(config.features_on))
     if distribute.is_chief(strategy):
-        run_report = train_with(config, strategy, export=True)
+        run_report = train_with(config, strategy, export=config.export)
     else:
         logging.info("Not the chief: training in step with it; the chief writes the run")
         with tempfile.TemporaryDirectory(prefix="kws-worker-") as scratch:

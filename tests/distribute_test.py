@@ -64,7 +64,7 @@ class DistributionsTest(tf.test.TestCase):
 
     def flags(self, distribution: str) -> list[str]:
         return [f"--distribution={distribution}", f"--data_dir={self.words}", "--models=gru",
-                "--epochs=2", "--batch_size=16", "--silence_percentage=0",
+                "--epochs=2", "--batch_size=16", "--silence_percentage=0", "--noexport",
                 f"--output_dir={self.root / distribution}"]
 
     def test_mirrored_and_multi_worker_learn_like_one_device(self):

@@ -22,7 +22,7 @@ from kws.data.pipeline import FEATURE_BATCH, features_array
 from kws.data.split import SPLITS, SplitSpec
 from kws.distribute import place_features
 from kws.errors import InputError
-from kws.training import TrainConfig, make_datasets, train
+from kws.training import TrainConfig, make_datasets, saved_config, train
 from tests import fixtures
 
 RUN_FILES = ("features.json", "report.json", "report.md", "history.json", "curves.png",
@@ -111,7 +111,8 @@ class ResumeTest(tf.test.TestCase):
         root = Path(self.create_tempdir().full_path)
         run_dir = root / "run"
         flags = (f"--output_dir={run_dir}", f"--cache_dir={root / 'cache'}",
-                 "--clips_per_word=40", "--epochs=5", "--models=fc,gru", "--batch_size=16")
+                 "--clips_per_word=40", "--epochs=5", "--models=fc,gru", "--batch_size=16",
+                 "--noexport")
         checkpoints = run_dir / "checkpoints"
 
         status = start_and_stop(flags, checkpoints / "fc.history.csv", signal.SIGINT,
@@ -244,6 +245,12 @@ class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
         with self.assertRaisesRegex(InputError, message):
             TrainConfig(output_dir=Path("unused"), **overrides)
 
+    def test_export_is_no_setting_of_the_run(self):
+        # So the same flags without --noexport resume a --noexport run, and export it.
+        saved = saved_config(TrainConfig(output_dir=Path("unused"), export=False))
+        self.assertNotIn("export", saved)
+        self.assertIn("features_on", saved)
+
 
 class TrainFsddTest(tf.test.TestCase):
     """Real voices: 8 kHz, variable length, whole speakers held out."""
@@ -309,11 +316,12 @@ class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
     def test_tiny_end_to_end_run(self):
         root = Path(self.create_tempdir().full_path)
         result = run_cli(f"--output_dir={root / 'run'}", f"--cache_dir={root / 'cache'}",
-                         "--clips_per_word=30", "--epochs=1", "--models=fc,gru")
+                         "--clips_per_word=30", "--epochs=1", "--models=fc,gru", "--noexport")
         self.assertEqual(result.returncode, 0, result.stderr[-2000:])
         self.assertIn("| gru | 70,531 |", result.stdout)
         self.assertIn("SYNTHETIC speech", result.stderr)
         self.assertTrue((root / "run" / "gru.keras").is_file())
+        self.assertEmpty(list((root / "run").glob("*.tflite")))  # --noexport
 
     @parameterized.named_parameters(
         ("unknown_model", ["--models=fc,rnn"], "kws.train: error: unknown model 'rnn'"),

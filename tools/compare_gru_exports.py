@@ -3,7 +3,9 @@
 
 The naive conversion is the trained Keras model rebuilt with ``GRU(unroll=True)`` (the
 only way Keras' GRU layer converts at all) and converted as float and dynamic-range
-models. Every model runs on one thread with LiteRT, invoke() alone timed.
+models. Every model runs on one thread with LiteRT, invoke() alone timed, in ``--rounds``
+that take each model in turn (a shared machine's speed drifts between minutes); the
+figures are the medians of the rounds.
 
     python tools/compare_gru_exports.py --model export/runs/<run>/gru.keras --export_dir export
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -54,9 +57,22 @@ def convert_keras(model: keras.Sequential, quantization: str) -> bytes:
 def time_model(content: bytes, num_runs: int, warmup_runs: int) -> dict:
     args = argparse.Namespace(num_threads=1, use_xnnpack=True, stream=False, data_dir=None,
                               manifest=None, num_runs=num_runs, warmup_runs=warmup_runs)
-    path = Path("/dev/null")
-    result = benchmark_tflite.benchmark_content(content, path, args)
-    return {"bytes": len(content), "avg_us": result["avg_us"], "p50_us": result["p50_us"]}
+    result = benchmark_tflite.benchmark_content(content, Path("/dev/null"), args)
+    return {"avg_us": result["avg_us"], "p50_us": result["p50_us"]}
+
+
+def time_in_rounds(contents: dict[str, bytes], rounds: int, num_runs: int,
+                   warmup_runs: int) -> dict[str, dict]:
+    """Each model timed once per round, in turn; medians over the rounds."""
+    per_round = {name: [] for name in contents}
+    for _ in range(rounds):
+        for name, content in contents.items():
+            per_round[name].append(time_model(content, num_runs, warmup_runs))
+    return {name: {"bytes": len(contents[name]),
+                   **{key: statistics.median(timing[key] for timing in timings)
+                      for key in ("avg_us", "p50_us")},
+                   "rounds": timings}
+            for name, timings in per_round.items()}
 
 
 def main() -> int:
@@ -65,8 +81,11 @@ def main() -> int:
     parser.add_argument("--export_dir", required=True, help="folder of kws.export's files")
     parser.add_argument("--num_runs", type=int, default=300)
     parser.add_argument("--warmup_runs", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", help="write the figures to this JSON file")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     model = keras.saving.load_model(args.model, safe_mode=True)
     unrolled = naive_unrolled(model)
     contents = {
@@ -75,14 +94,14 @@ def main() -> int:
         **{name: (Path(args.export_dir) / name).read_bytes()
            for name in (WINDOW_FLOAT, WINDOW_INT8, STREAM_INT8)},
     }
-    figures = {name: time_model(content, args.num_runs, args.warmup_runs)
-               for name, content in contents.items()}
+    figures = time_in_rounds(contents, args.rounds, args.num_runs, args.warmup_runs)
     naive = min(figures[f"naive unrolled {q}"]["avg_us"]
                 for q in ("float32", "dynamic-range", "int8"))
     window = figures[WINDOW_INT8]["avg_us"]
     for name, figure in figures.items():
+        rounds = " / ".join(f"{timing['avg_us']:.0f}" for timing in figure["rounds"])
         print(f"{name:<32}{figure['bytes']:>10,} bytes{figure['avg_us']:>10.1f} us avg"
-              f"{figure['p50_us']:>10.1f} us p50")
+              f"{figure['p50_us']:>10.1f} us p50   (rounds: {rounds} us avg)")
     print(f"int8 window / fastest naive: {window / naive:.3f} (target <= 0.333)")
     print(f"int8 stream step / int8 window: {figures[STREAM_INT8]['avg_us'] / window:.4f} "
           "(target <= 0.02)")
