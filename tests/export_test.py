@@ -2,7 +2,10 @@
 
 import dataclasses
 import hashlib
+import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +16,7 @@ from kws.config import DEFAULT_CACHE_DIR, FrontEnd
 from kws.data.pipeline import features_array
 from kws.streaming import GRUClassifier
 from kws.training import config_from_report, load_data
+from tests import fixtures
 from tests.streaming_test import small_gru_model
 
 REFERENCE = Path(__file__).resolve().parents[1] / "export"
@@ -82,6 +86,34 @@ class ReferenceSetTest(tf.test.TestCase):
         for name in (export.WINDOW_INT8, export.STREAM_INT8):
             self.assertLessEqual(abs(self.manifest["files"][name]["test_accuracy"]
                                      - self.manifest["keras_test_accuracy"]), 0.005)
+
+
+COMPARE_TOOL = fixtures.ROOT / "tools" / "compare_gru_exports.py"
+
+
+class CompareGruExportsTest(tf.test.TestCase):
+    def test_medians_of_rounds(self):
+        spec = importlib.util.spec_from_file_location("compare_gru_exports", COMPARE_TOOL)
+        tool = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(tool)
+        content = (REFERENCE / export.STREAM_INT8).read_bytes()
+        figures = tool.time_in_rounds({"stream": content}, rounds=3, num_runs=5,
+                                      warmup_runs=1)["stream"]
+        self.assertEqual(figures["bytes"], len(content))
+        self.assertLen(figures["rounds"], 3)
+        self.assertEqual(figures["avg_us"],
+                         sorted(timing["avg_us"] for timing in figures["rounds"])[1])
+
+    def test_a_missing_export_is_one_line(self):
+        folder = self.create_tempdir().full_path
+        result = subprocess.run([sys.executable, str(COMPARE_TOOL), f"--model={folder}/gru.keras",
+                                 f"--export_dir={folder}"], capture_output=True, text=True,
+                                timeout=120)
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stderr.strip().splitlines()[-1],
+                         f"compare_gru_exports: error: {folder}/gru_float32.tflite: cannot read "
+                         "it (No such file or directory)")
+        self.assertNotIn("Traceback", result.stderr)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ import numpy as np
 import tensorflow as tf
 
 from kws import benchmark_tflite, fileio
+from kws.errors import InputError, describe_os_error
 from kws.export import STREAM_INT8, WINDOW_FLOAT, WINDOW_INT8
+from kws.models import load_trained_model
 
 
 def naive_unrolled(model: keras.Sequential) -> keras.Sequential:
@@ -86,14 +88,15 @@ def main() -> int:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
-    model = keras.saving.load_model(args.model, safe_mode=True)
-    unrolled = naive_unrolled(model)
-    contents = {
-        **{f"naive unrolled {quantization}": convert_keras(unrolled, quantization)
-           for quantization in ("float32", "dynamic-range", "int8")},
-        **{name: (Path(args.export_dir) / name).read_bytes()
-           for name in (WINDOW_FLOAT, WINDOW_INT8, STREAM_INT8)},
-    }
+    try:
+        exported = {name: benchmark_tflite.read_model(Path(args.export_dir) / name)
+                    for name in (WINDOW_FLOAT, WINDOW_INT8, STREAM_INT8)}
+        unrolled = naive_unrolled(load_trained_model(args.model))
+    except (InputError, benchmark_tflite.BenchmarkError) as error:
+        sys.exit(f"compare_gru_exports: error: {error}")
+    contents = {**{f"naive unrolled {quantization}": convert_keras(unrolled, quantization)
+                   for quantization in ("float32", "dynamic-range", "int8")},
+                **exported}
     figures = time_in_rounds(contents, args.rounds, args.num_runs, args.warmup_runs)
     naive = min(figures[f"naive unrolled {q}"]["avg_us"]
                 for q in ("float32", "dynamic-range", "int8"))
@@ -106,7 +109,10 @@ def main() -> int:
     print(f"int8 stream step / int8 window: {figures[STREAM_INT8]['avg_us'] / window:.4f} "
           "(target <= 0.02)")
     if args.json:
-        fileio.write_text_atomic(args.json, json.dumps(figures, indent=2) + "\n")
+        try:
+            fileio.write_text_atomic(args.json, json.dumps(figures, indent=2) + "\n")
+        except OSError as error:
+            sys.exit(f"compare_gru_exports: error: {describe_os_error(error)}")
     return 0
 
 
