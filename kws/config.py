@@ -140,6 +140,22 @@ class FrontEnd:
             raise InputError(f"{path}: not a valid feature configuration ({error})") from None
 
 
+# The study's models, in its order; kws.models builds them. Named here, without Keras, so
+# a wrong --models is refused before TensorFlow loads.
+MODEL_NAMES = ("fc", "cnn", "gru")
+
+
+def check_model_names(names: Sequence[str]) -> None:
+    """Raises ``InputError`` for no names, or for a name that is not in ``MODEL_NAMES``."""
+    if not names:
+        raise InputError("--models is empty; choose from " + ", ".join(MODEL_NAMES))
+    unknown = [name for name in names if name not in MODEL_NAMES]
+    if unknown:
+        raise InputError(
+            f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(MODEL_NAMES)}"
+        )
+
+
 def parse_word_list(text: str | Sequence[str], what: str) -> tuple[str, ...]:
     """Splits ``"yes,no,up"`` into words, rejecting empty entries and duplicates."""
     words = [w.strip() for w in text.split(",")] if isinstance(text, str) else list(text)

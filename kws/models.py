@@ -7,11 +7,12 @@ beside each GRU layer, and the three totals.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 
+from kws.config import MODEL_NAMES, check_model_names
 from kws.errors import InputError
 
 HIDDEN_UNITS = 128
@@ -67,20 +68,8 @@ def _gru(input_shape: tuple[int, int], num_classes: int) -> list[keras.layers.La
     ]
 
 
-MODEL_BUILDERS: dict[str, Callable[[tuple[int, int], int], list[keras.layers.Layer]]] = {
-    "fc": _fc,
-    "cnn": _cnn,
-    "gru": _gru,
-}
-MODEL_NAMES = tuple(MODEL_BUILDERS)
-
-
-def check_model_names(names: Sequence[str]) -> None:
-    unknown = [name for name in names if name not in MODEL_BUILDERS]
-    if unknown:
-        raise InputError(
-            f"unknown model {', '.join(map(repr, unknown))}; choose from {', '.join(MODEL_NAMES)}"
-        )
+MODEL_BUILDERS: dict[str, Callable[[tuple[int, int], int], list[keras.layers.Layer]]] = dict(
+    zip(MODEL_NAMES, (_fc, _cnn, _gru), strict=True))
 
 
 def build_model(name: str, num_classes: int,

@@ -16,6 +16,7 @@ from pathlib import Path
 from absl import app, flags, logging
 
 from kws import data_flags
+from kws.config import MODEL_NAMES, check_model_names
 from kws.errors import InputError, describe_os_error
 
 flags.adopt_module_key_flags(data_flags)  # listed by --help with this module's own
@@ -42,11 +43,11 @@ _FREQUENCY_MASKS = flags.DEFINE_integer(
     "frequency_masks", 2, "SpecAugment frequency masks per clip.", lower_bound=0)
 _FREQUENCY_MASK_BINS = flags.DEFINE_integer(
     "frequency_mask_bins", 5, "Widest SpecAugment frequency mask, in mel bins.", lower_bound=0)
-# The model names are spelled out rather than imported: importing kws.models loads
-# TensorFlow, and this module must stay light (--help, and the synthesis processes that
-# re-import the main module).
+# This module stays light, without TensorFlow: --help, the errors of flags checked here,
+# and the synthesis processes that re-import the main module.
 _MODELS = flags.DEFINE_string(
-    "models", "fc,cnn,gru", "Comma-separated models to train: fc, cnn, gru.")
+    "models", ",".join(MODEL_NAMES),
+    "Comma-separated models to train: " + ", ".join(MODEL_NAMES) + ".")
 _EPOCHS = flags.DEFINE_integer("epochs", 50, "Passes over the training split.", lower_bound=1)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Clips per training step.", lower_bound=1)
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate.",
@@ -92,6 +93,10 @@ _EXPORT = flags.DEFINE_bool(
 
 def config_from_flags():
     """Turns the flags into one frozen ``TrainConfig``; bad values raise ``InputError``."""
+    # Checked before TensorFlow loads, so these errors come at once.
+    models = data_flags.optional_list(_MODELS.value, "--models")
+    check_model_names(models)
+    data_settings = data_flags.data_settings()
     from kws.data.augment import NO_AUGMENTATION, AugmentConfig  # these import TensorFlow
     from kws.training import TrainConfig
 
@@ -100,7 +105,7 @@ def config_from_flags():
     return TrainConfig(
         output_dir=Path(output_dir),
         prepared_dir=Path(_PREPARED_DIR.value) if _PREPARED_DIR.value else None,
-        **data_flags.data_settings(),
+        **data_settings,
         augmentation=AugmentConfig(
             gain_db=_GAIN_DB.value,
             time_shift_ms=_TIME_SHIFT_MS.value,
@@ -111,7 +116,7 @@ def config_from_flags():
             frequency_masks=_FREQUENCY_MASKS.value,
             frequency_mask_bins=_FREQUENCY_MASK_BINS.value,
         ) if _AUGMENT.value else NO_AUGMENTATION,
-        models=data_flags.optional_list(_MODELS.value, "--models"),
+        models=models,
         epochs=_EPOCHS.value,
         batch_size=_BATCH_SIZE.value,
         learning_rate=_LEARNING_RATE.value,

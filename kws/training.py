@@ -16,7 +16,13 @@ import numpy as np
 from absl import logging
 
 from kws import collective, distribute, fileio, report
-from kws.config import DEFAULT_CACHE_DIR, FeatureConfig, FrontEnd
+from kws.config import (
+    DEFAULT_CACHE_DIR,
+    MODEL_NAMES,
+    FeatureConfig,
+    FrontEnd,
+    check_model_names,
+)
 from kws.data.augment import AugmentConfig
 from kws.data.dataset import LabelledClips
 from kws.data.download import check_data_sources, words_folder
@@ -34,7 +40,7 @@ from kws.data.split import TESTING, TRAINING, VALIDATION, SplitSpec
 from kws.data.synthetic import SyntheticSpec, load_synthetic
 from kws.distribute import DISTRIBUTIONS, FEATURE_PLACEMENTS, PRECISIONS
 from kws.errors import InputError
-from kws.models import MODEL_NAMES, build_model, check_model_names
+from kws.models import build_model
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -114,8 +120,6 @@ class TrainConfig:
     export: bool = True
 
     def __post_init__(self) -> None:
-        if not self.models:
-            raise InputError("--models is empty; choose from " + ", ".join(MODEL_NAMES))
         check_model_names(self.models)
         for name in ("epochs", "batch_size", "clips_per_word"):
             if getattr(self, name) < 1:

@@ -323,6 +323,18 @@ class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
         self.assertTrue((root / "run" / "gru.keras").is_file())
         self.assertEmpty(list((root / "run").glob("*.tflite")))  # --noexport
 
+    def test_bad_models_and_words_are_refused_before_tensorflow_loads(self):
+        script = ("import sys; from absl import flags; import kws.train\n"
+                  "for flag in ('--models=fc,rnn', '--wanted_words=yes,yes'):\n"
+                  "    flags.FLAGS.unparse_flags(); flags.FLAGS(['kws.train', flag])\n"
+                  "    try:\n"
+                  "        kws.train.config_from_flags()\n"
+                  "    except Exception as error:\n"
+                  "        print(type(error).__name__, 'tensorflow' in sys.modules)\n")
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                timeout=60, cwd=fixtures.ROOT)
+        self.assertEqual(result.stdout.splitlines(), ["InputError False"] * 2, result.stderr)
+
     @parameterized.named_parameters(
         ("unknown_model", ["--models=fc,rnn"], "kws.train: error: unknown model 'rnn'"),
         ("duplicate_word", ["--wanted_words=yes,no,yes"],
