@@ -140,9 +140,19 @@ class FrontEnd:
             raise InputError(f"{path}: not a valid feature configuration ({error})") from None
 
 
-# The study's models, in its order; kws.models builds them. Named here, without Keras, so
-# a wrong --models is refused before TensorFlow loads.
+# The choices of kws.train's flags, here without TensorFlow: the flag definitions and the
+# checks of TrainConfig and kws.distribute share them, and a wrong --models is refused
+# before TensorFlow loads. The study's models in its order (kws.models builds them).
 MODEL_NAMES = ("fc", "cnn", "gru")
+DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+FEATURE_PLACEMENTS = ("auto", "pipeline", "accelerator")
+
+
+def check_choice(flag: str, value: str, choices: Sequence[str]) -> None:
+    """Raises ``InputError`` quoting ``--flag=value`` when ``value`` is not in ``choices``."""
+    if value not in choices:
+        raise InputError(f"--{flag}={value}: unknown; choose from " + ", ".join(choices))
 
 
 def check_model_names(names: Sequence[str]) -> None:

@@ -14,11 +14,8 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from kws.config import DISTRIBUTIONS, PRECISIONS, check_choice
 from kws.errors import InputError
-
-DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-FEATURE_PLACEMENTS = ("auto", "pipeline", "accelerator")
 
 
 def place_features(requested: str) -> str:
@@ -37,16 +34,14 @@ def make_strategy(distribution: str) -> tf.distribute.Strategy:
     machine in the cluster that the ``TF_CONFIG`` environment variable describes; create it
     before anything else runs TensorFlow ops.
     """
+    check_choice("distribution", distribution, DISTRIBUTIONS)
     if distribution == "default":
         return tf.distribute.get_strategy()
     if distribution == "mirrored":
         devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
         return tf.distribute.MirroredStrategy(devices=[device.name for device in devices])
-    if distribution == "multi_worker":
-        check_tf_config(os.environ.get("TF_CONFIG"))
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise InputError(f"--distribution={distribution}: unknown; choose from "
-                     + ", ".join(DISTRIBUTIONS))
+    check_tf_config(os.environ.get("TF_CONFIG"))  # multi_worker
+    return tf.distribute.MultiWorkerMirroredStrategy()
 
 
 def check_tf_config(text: str | None) -> None:
@@ -78,9 +73,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 def set_precision(precision: str) -> None:
     """Keras' global dtype policy: ``float32`` or a mixed one (float32 weights)."""
-    if precision not in PRECISIONS:
-        raise InputError(f"--mixed_precision={precision}: unknown; choose from "
-                         + ", ".join(PRECISIONS))
+    check_choice("mixed_precision", precision, PRECISIONS)
     keras.mixed_precision.set_global_policy(precision)
 
 

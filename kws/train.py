@@ -16,7 +16,13 @@ from pathlib import Path
 from absl import app, flags, logging
 
 from kws import data_flags
-from kws.config import MODEL_NAMES, check_model_names
+from kws.config import (
+    DISTRIBUTIONS,
+    FEATURE_PLACEMENTS,
+    MODEL_NAMES,
+    PRECISIONS,
+    check_model_names,
+)
 from kws.errors import InputError, describe_os_error
 
 flags.adopt_module_key_flags(data_flags)  # listed by --help with this module's own
@@ -70,18 +76,18 @@ _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Start afresh in an --output_dir that holds an earlier run, instead "
     "of resuming it from its last completed epoch.")
 _DISTRIBUTION = flags.DEFINE_enum(
-    "distribution", "default", ["default", "mirrored", "multi_worker"],
+    "distribution", "default", DISTRIBUTIONS,
     "default: one device, the GPU when there is one; mirrored: every local GPU "
     "(tf.distribute.MirroredStrategy); multi_worker: every machine of the cluster in "
     "TF_CONFIG (tf.distribute.MultiWorkerMirroredStrategy; run the same command on each, "
     "the chief writes the run). --batch_size is the global batch.")
 _MIXED_PRECISION = flags.DEFINE_enum(
-    "mixed_precision", "float32", ["float32", "mixed_float16", "mixed_bfloat16"],
+    "mixed_precision", "float32", PRECISIONS,
     "Keras dtype policy; the class scores stay float32. mixed_float16 pays off on GPUs "
     "with tensor cores, mixed_bfloat16 on TPUs and recent CPUs/GPUs.")
 
 _FEATURES_ON = flags.DEFINE_enum(
-    "features_on", "auto", ["auto", "pipeline", "accelerator"],
+    "features_on", "auto", FEATURE_PLACEMENTS,
     "Where augmented training features are computed: pipeline (tf.data, on the CPU, "
     "beside the train step), accelerator (in the train step, batch by batch; pays off on "
     "a GPU), auto (the accelerator when there is a GPU).")

@@ -18,9 +18,13 @@ from absl import logging
 from kws import collective, distribute, fileio, report
 from kws.config import (
     DEFAULT_CACHE_DIR,
+    DISTRIBUTIONS,
+    FEATURE_PLACEMENTS,
     MODEL_NAMES,
+    PRECISIONS,
     FeatureConfig,
     FrontEnd,
+    check_choice,
     check_model_names,
 )
 from kws.data.augment import AugmentConfig
@@ -38,7 +42,6 @@ from kws.data.pipeline import (
 from kws.data.prepared import PreparedClips, load_prepared
 from kws.data.split import TESTING, TRAINING, VALIDATION, SplitSpec
 from kws.data.synthetic import SyntheticSpec, load_synthetic
-from kws.distribute import DISTRIBUTIONS, FEATURE_PLACEMENTS, PRECISIONS
 from kws.errors import InputError
 from kws.models import build_model
 
@@ -138,15 +141,9 @@ class TrainConfig:
             raise InputError("--wanted_words with --prepared_dir: the words are chosen when "
                              "preparing (python -m kws.prepare --wanted_words=...)")
         ExtraClasses(self.silence_percentage, self.unknown_percentage)  # raises when out of range
-        if self.distribution not in DISTRIBUTIONS:
-            raise InputError(f"--distribution={self.distribution}: unknown; choose from "
-                             + ", ".join(DISTRIBUTIONS))
-        if self.mixed_precision not in PRECISIONS:
-            raise InputError(f"--mixed_precision={self.mixed_precision}: unknown; choose from "
-                             + ", ".join(PRECISIONS))
-        if self.features_on not in FEATURE_PLACEMENTS:
-            raise InputError(f"--features_on={self.features_on}: unknown; choose from "
-                             + ", ".join(FEATURE_PLACEMENTS))
+        check_choice("distribution", self.distribution, DISTRIBUTIONS)
+        check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
+        check_choice("features_on", self.features_on, FEATURE_PLACEMENTS)
 
     @property
     def features_in_train_step(self) -> bool:

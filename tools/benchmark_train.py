@@ -34,7 +34,10 @@ from absl import app, flags
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 
-_MODELS = flags.DEFINE_list("models", ["fc", "cnn", "gru"], "Models to measure.")
+# noqa: E402 below: kws.config loads no Keras, whose backend main() chooses later.
+from kws.config import FEATURE_PLACEMENTS, MODEL_NAMES  # noqa: E402
+
+_MODELS = flags.DEFINE_list("models", list(MODEL_NAMES), "Models to measure.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Clips per step.", lower_bound=1)
 _STEPS = flags.DEFINE_integer("steps", 30, "Timed steps (batches) per measurement.",
                               lower_bound=1)
@@ -52,7 +55,7 @@ _PREPARED_DIR = flags.DEFINE_string(
     "prepared_dir", None, "Measure the pipeline streaming the training split of this "
     "kws.prepare folder (it wins over --data_dir), and how fast its records are read.")
 _FEATURES_ON = flags.DEFINE_enum(
-    "features_on", "pipeline", ["auto", "pipeline", "accelerator"],
+    "features_on", "pipeline", FEATURE_PLACEMENTS,
     "As for kws.train: where the augmented features are computed. With accelerator the "
     "pipeline delivers waveforms and the train step computes the features.")
 _ROUNDS = flags.DEFINE_integer("rounds", 1, "Measure everything this many times, in turn, "

@@ -13,6 +13,7 @@ import keras
 from absl import logging
 
 from kws import fileio
+from kws.config import check_choice
 from kws.errors import InputError
 
 CHUNK_BYTES = 1 << 20
@@ -128,8 +129,8 @@ def check_data_sources(**sources: object) -> None:
     """Raises ``InputError`` when more than one data source flag has a value (given as
     ``flag_name=value``, None when absent) or ``dataset`` names no published dataset."""
     dataset = sources.get("dataset")
-    if dataset is not None and dataset not in DATASETS:
-        raise InputError(f"--dataset={dataset}: unknown; choose from " + ", ".join(DATASETS))
+    if dataset is not None:
+        check_choice("dataset", dataset, tuple(DATASETS))
     given = [name for name, value in sources.items() if value is not None]
     if len(given) > 1:
         raise InputError(f"--{' and --'.join(given)} given; pass one of them")
