@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: train test lint clean
+.PHONY: train test reference-export clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ train: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -n auto --maxprocesses=4 --dist=loadscope $(ARGS)
+
+## Train the keyword spotter that export/ ships, on ../shared/data's real voices, copy its
+## TFLite files there and record the command, commit and measured figures (reference.json).
+reference-export: $(STAMP)
+	$(BIN)/python tools/reference_export.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

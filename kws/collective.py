@@ -20,7 +20,7 @@ from absl import logging
 
 def fit(model: keras.Model, training: tf.data.Dataset, epochs: int,
         callbacks: list[keras.callbacks.Callback], strategy: tf.distribute.Strategy,
-        global_batch_size: int) -> None:
+        global_batch_size: int, per_clip_loss: keras.losses.Loss) -> None:
     """``model.fit(training, epochs=epochs)`` under ``strategy``, calling ``callbacks`` at
     the start and end of training and of each epoch with the logs ``fit`` gives them (loss,
     accuracy; ``Validation`` adds the validation figures).
@@ -33,8 +33,8 @@ def fit(model: keras.Model, training: tf.data.Dataset, epochs: int,
         callbacks: Epoch-level Keras callbacks.
         strategy: The ``tf.distribute`` strategy the model was built under.
         global_batch_size: Clips per step over all replicas: the loss is averaged over it.
+        per_clip_loss: The training loss, one value per clip (no reduction).
     """
-    per_clip_loss = keras.losses.SparseCategoricalCrossentropy(reduction=None)
 
     def replica_step(inputs, labels):
         with tf.GradientTape() as tape:

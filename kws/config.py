@@ -147,6 +147,7 @@ MODEL_NAMES = ("fc", "cnn", "gru")
 DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 FEATURE_PLACEMENTS = ("auto", "pipeline", "accelerator")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def check_choice(flag: str, value: str, choices: Sequence[str]) -> None:

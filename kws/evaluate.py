@@ -21,6 +21,7 @@ from kws.errors import InputError, describe_os_error
 
 # Every clip is evaluated: these two settings put all of them in one split.
 _ALL_CLIPS_SPLIT = {"validation_percentage": 0.0, "testing_percentage": 0.0}
+ALL_SPLITS = "all"
 
 
 def class_metrics(matrix: np.ndarray, labels: tuple[str, ...]) -> dict[str, dict]:
@@ -38,8 +39,13 @@ def class_metrics(matrix: np.ndarray, labels: tuple[str, ...]) -> dict[str, dict
     }
 
 
-def load_evaluation_clips(data_dir: Path, front_end: FrontEnd):
-    """Every clip of ``data_dir`` with labels indexed in the model's order."""
+def load_evaluation_clips(data_dir: Path, front_end: FrontEnd, split: str = ALL_SPLITS):
+    """The clips of ``data_dir`` (of one ``split`` of it, or all) with labels indexed in
+    the model's order.
+
+    Word folders the model does not know count as ``_unknown_`` when the model has that
+    class (anything else is an error); a folder may hold only some of the model's classes.
+    """
     from kws.data.dataset import ClipSet
     from kws.data.folder import NONE, SILENCE, UNKNOWN, find_labels, load_folder, wav_files
     from kws.data.split import SplitSpec
@@ -48,35 +54,50 @@ def load_evaluation_clips(data_dir: Path, front_end: FrontEnd):
         raise InputError(f"--data_dir={data_dir}: no such folder")
     folders = set(find_labels(data_dir)) | {name for name in (SILENCE, UNKNOWN)
                                             if wav_files(data_dir / name)}
-    unknown = sorted(folders - set(front_end.labels))
-    missing = [label for label in front_end.labels if label not in folders]
-    if unknown:
-        hint = f"; move other words' clips into {UNKNOWN}/" if UNKNOWN in front_end.labels else ""
+    others = sorted(folders - set(front_end.labels))
+    if others and UNKNOWN not in front_end.labels:
         raise InputError(f"--data_dir={data_dir} has labels the model does not know: "
-                         f"{', '.join(unknown)} (model labels: {', '.join(front_end.labels)})"
-                         + hint)
-    if missing:
-        raise InputError(f"--data_dir={data_dir} has no clips for the model's labels "
-                         f"{', '.join(missing)}")
-    words = tuple(label for label in front_end.labels if label not in (SILENCE, UNKNOWN))
-    data = load_folder(data_dir, words, front_end.features, SplitSpec(**_ALL_CLIPS_SPLIT), NONE)
-    model_index = np.array([front_end.labels.index(label) for label in data.labels])
-    parts = data.splits.values()
+                         f"{', '.join(others)} (model labels: {', '.join(front_end.labels)}, "
+                         f"no {UNKNOWN} class to count them in)")
+    if not folders & set(front_end.labels) and not others:
+        raise InputError(f"--data_dir={data_dir} has no clips of any of the model's labels "
+                         f"({', '.join(front_end.labels)})")
+    words = tuple(label for label in front_end.labels
+                  if label in folders and label not in (SILENCE, UNKNOWN)) + tuple(others)
+    split_spec = SplitSpec() if split != ALL_SPLITS else SplitSpec(**_ALL_CLIPS_SPLIT)
+    data = load_folder(data_dir, words, front_end.features, split_spec, NONE)
+    model_index = np.array([front_end.labels.index(UNKNOWN if label in others else label)
+                            for label in data.labels])
+    parts = list(data.splits.values()) if split == ALL_SPLITS else [data.splits[split]]
     clips = ClipSet(np.concatenate([part.clips for part in parts]),
                     model_index[np.concatenate([part.labels for part in parts])],
                     tuple(s for part in parts for s in part.speakers))
-    return clips, data.skipped
+    return clips, data.skipped, others
 
 
-def evaluate(model_path: Path, data_dir: Path, output_dir: Path) -> dict:
-    """Evaluates ``model_path`` on ``data_dir`` and writes the results to ``output_dir``."""
+def false_keyword_rate(matrix: np.ndarray, labels: tuple[str, ...]) -> float | None:
+    """Share of the ``_silence_`` and ``_unknown_`` clips that the model called a keyword:
+    what a detector would fire on (None without such clips)."""
+    from kws.data.folder import SILENCE, UNKNOWN
+
+    rejecting = [i for i, label in enumerate(labels) if label in (SILENCE, UNKNOWN)]
+    others = matrix[rejecting].sum()
+    if not others:
+        return None
+    return float(others - matrix[np.ix_(rejecting, rejecting)].sum()) / float(others)
+
+
+def evaluate(model_path: Path, data_dir: Path, output_dir: Path,
+             split: str = ALL_SPLITS) -> dict:
+    """Evaluates ``model_path`` on ``data_dir`` (one ``split`` of it, or all) and writes the
+    results to ``output_dir``."""
     from kws import report
     from kws.data.pipeline import features_array
     from kws.models import load_trained_model
 
     model = load_trained_model(model_path)
     front_end = FrontEnd.load(model_path.parent)
-    clips, skipped = load_evaluation_clips(data_dir, front_end)
+    clips, skipped, others = load_evaluation_clips(data_dir, front_end, split)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -88,8 +109,11 @@ def evaluate(model_path: Path, data_dir: Path, output_dir: Path) -> dict:
     results = {
         "model": str(model_path),
         "data_dir": str(data_dir),
+        "split": split,
+        "counted_as_unknown": others,
         "clips": len(clips),
         "accuracy": float(np.mean(predictions == clips.labels)),
+        "false_keyword_rate": false_keyword_rate(matrix, front_end.labels),
         "classes": class_metrics(matrix, front_end.labels),
         "labels": list(front_end.labels),
         "confusion_matrix": matrix.tolist(),
@@ -109,8 +133,15 @@ def _percent(value: float | None) -> str:
 def markdown(results: dict) -> str:
     """The evaluation as text: accuracy, a per-class table and the confusion matrix."""
     labels = results["labels"]
-    lines = [f"# {results['model']} on {results['data_dir']}", "",
-             f"Accuracy: {_percent(results['accuracy'])} of {results['clips']:,} clips.", "",
+    split = "" if results["split"] == ALL_SPLITS else f" ({results['split']} split)"
+    lines = [f"# {results['model']} on {results['data_dir']}{split}", "",
+             f"Accuracy: {_percent(results['accuracy'])} of {results['clips']:,} clips."]
+    if results["counted_as_unknown"]:
+        lines.append(f"Counted as _unknown_: {', '.join(results['counted_as_unknown'])}.")
+    if results["false_keyword_rate"] is not None:
+        lines.append("Called a keyword although _silence_ or _unknown_: "
+                     f"{_percent(results['false_keyword_rate'])}.")
+    lines += ["",
              "| class | clips | precision | recall |", "|---|---:|---:|---:|"]
     lines += [f"| {label} | {entry['clips']:,} | {_percent(entry['precision'])} "
               f"| {_percent(entry['recall'])} |" for label, entry in results["classes"].items()]
@@ -136,7 +167,7 @@ def main(argv: list[str]) -> None:
         model_path, data_dir = Path(_MODEL.value), Path(_DATA_DIR.value)
         output_dir = Path(_OUTPUT_DIR.value) if _OUTPUT_DIR.value else (
             model_path.parent / "evaluation" / f"{model_path.stem}-{data_dir.resolve().name}")
-        results = evaluate(model_path, data_dir, output_dir)
+        results = evaluate(model_path, data_dir, output_dir, _SPLIT.value)
     except InputError as error:
         sys.exit(f"kws.evaluate: error: {error}")
     except OSError as error:  # a full disk, a folder made read-only mid-run
@@ -149,9 +180,14 @@ if __name__ == "__main__":
     # Defined only when run: kws.export, importable beside this module, also has --model.
     _MODEL = flags.DEFINE_string("model", None, "A trained model, <run>/<name>.keras; its "
                                  "features.json must lie beside it.")
-    _DATA_DIR = flags.DEFINE_string("data_dir", None, "Labelled clips, DATA_DIR/<label>/*.wav, "
-                                    "with exactly the model's labels.")
+    _DATA_DIR = flags.DEFINE_string(
+        "data_dir", None, "Labelled clips, DATA_DIR/<label>/*.wav: some or all of the model's "
+        "labels; other word folders count as _unknown_ when the model has that class.")
     _OUTPUT_DIR = flags.DEFINE_string(
         "output_dir", None, "Where to write the results. Default: "
         "<run>/evaluation/<model name>-<data folder name>/.")
+    _SPLIT = flags.DEFINE_enum(
+        "split", ALL_SPLITS, [ALL_SPLITS, "training", "validation", "testing"],
+        "Evaluate every clip, or one split of the folder as training splits it (its "
+        "validation_list.txt and testing_list.txt, else the speaker hash).")
     app.run(main)

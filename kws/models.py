@@ -34,57 +34,71 @@ STUDY = {
 }
 
 
-def _classifier_head(num_classes: int, hidden_layers: int) -> list[keras.layers.Layer]:
-    """``hidden_layers`` x Dense(128, relu), then class probabilities."""
-    hidden = [keras.layers.Dense(HIDDEN_UNITS, activation="relu") for _ in range(hidden_layers)]
+def _dropped(layer: keras.layers.Layer, dropout: float) -> list[keras.layers.Layer]:
+    """``layer``, then dropout at ``dropout`` when it is not 0 (no parameters)."""
+    return [layer, keras.layers.Dropout(dropout)] if dropout else [layer]
+
+
+def _classifier_head(num_classes: int, hidden_layers: int,
+                     dropout: float) -> list[keras.layers.Layer]:
+    """``hidden_layers`` x Dense(128, relu), each followed by dropout, then class
+    probabilities."""
+    hidden = [layer for _ in range(hidden_layers)
+              for layer in _dropped(keras.layers.Dense(HIDDEN_UNITS, activation="relu"),
+                                    dropout)]
     # Scores stay float32 under a mixed-precision policy: a float16 softmax loses the
     # small probabilities and the loss with them.
     return [*hidden, keras.layers.Dense(num_classes, activation="softmax", dtype="float32")]
 
 
-def _fc(input_shape: tuple[int, int], num_classes: int) -> list[keras.layers.Layer]:
-    return [keras.layers.Flatten(), *_classifier_head(num_classes, hidden_layers=4)]
+def _fc(input_shape: tuple[int, int], num_classes: int,
+        dropout: float) -> list[keras.layers.Layer]:
+    return [keras.layers.Flatten(), *_classifier_head(num_classes, 4, dropout)]
 
 
-def _cnn(input_shape: tuple[int, int], num_classes: int) -> list[keras.layers.Layer]:
+def _cnn(input_shape: tuple[int, int], num_classes: int,
+         dropout: float) -> list[keras.layers.Layer]:
     return [
         keras.layers.Reshape((*input_shape, 1)),  # the spectrogram as a one-channel image
         keras.layers.Conv2D(32, (5, 5), activation="relu", padding="valid"),
         keras.layers.MaxPooling2D(2),
         keras.layers.Conv2D(16, (5, 5), activation="relu", padding="valid"),
         keras.layers.MaxPooling2D(2),
-        keras.layers.Flatten(),
-        *_classifier_head(num_classes, hidden_layers=2),
+        *_dropped(keras.layers.Flatten(), dropout),
+        *_classifier_head(num_classes, 2, dropout),
     ]
 
 
-def _gru(input_shape: tuple[int, int], num_classes: int) -> list[keras.layers.Layer]:
-    # Keras defaults (tanh, sigmoid, reset_after=True, no dropout) keep the fused cuDNN
-    # kernel available on a GPU.
+def _gru(input_shape: tuple[int, int], num_classes: int,
+         dropout: float) -> list[keras.layers.Layer]:
+    # Keras defaults (tanh, sigmoid, reset_after=True, no recurrent dropout) keep the fused
+    # cuDNN kernel available on a GPU; dropout between layers leaves it so.
     return [
-        keras.layers.GRU(GRU_UNITS, return_sequences=True),
-        keras.layers.GRU(GRU_UNITS),
-        *_classifier_head(num_classes, hidden_layers=2),
+        *_dropped(keras.layers.GRU(GRU_UNITS, return_sequences=True), dropout),
+        *_dropped(keras.layers.GRU(GRU_UNITS), dropout),
+        *_classifier_head(num_classes, 2, dropout),
     ]
 
 
-MODEL_BUILDERS: dict[str, Callable[[tuple[int, int], int], list[keras.layers.Layer]]] = dict(
-    zip(MODEL_NAMES, (_fc, _cnn, _gru), strict=True))
+MODEL_BUILDERS: dict[str, Callable[[tuple[int, int], int, float], list[keras.layers.Layer]]] = \
+    dict(zip(MODEL_NAMES, (_fc, _cnn, _gru), strict=True))
 
 
-def build_model(name: str, num_classes: int,
-                input_shape: tuple[int, int] = (101, 40)) -> keras.Sequential:
+def build_model(name: str, num_classes: int, input_shape: tuple[int, int] = (101, 40),
+                dropout: float = 0.0) -> keras.Sequential:
     """The study's model ``name`` (``fc``, ``cnn`` or ``gru``) as an uncompiled Sequential.
 
     Args:
         name: Which model.
         num_classes: Number of output classes; the last layer gives their probabilities.
         input_shape: ``(frames, mel bins)`` of one clip's log-mel features.
+        dropout: Rate of a dropout layer after every hidden layer (and the cnn's flattened
+            features), active only in training; 0 adds none. No parameters either way.
     """
     check_model_names([name])
     if num_classes < 2:
         raise InputError(f"a classifier needs at least 2 classes, got num_classes={num_classes}")
-    layers = MODEL_BUILDERS[name](tuple(input_shape), num_classes)
+    layers = MODEL_BUILDERS[name](tuple(input_shape), num_classes, dropout)
     return keras.Sequential([keras.Input(shape=tuple(input_shape)), *layers], name=name)
 
 
@@ -96,7 +110,7 @@ def load_trained_model(path: str | Path) -> keras.Model:
     if not path.is_file():
         raise InputError(f"--model={path}: no such file")
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        return keras.saving.load_model(path, safe_mode=True, compile=False)  # for inference
     except Exception as error:  # Keras raises many types for a bad file; all mean the same
         reason = " ".join(str(error).split())
         causes = [error, error.__cause__, error.__context__]

@@ -84,14 +84,16 @@ def plot_curves(histories: dict[str, dict[str, list[float]]], path: Path) -> Non
 
 def plot_confusion(matrices: dict[str, np.ndarray], labels: tuple[str, ...], path: Path) -> None:
     """One test-split confusion matrix per model, counts in the cells."""
-    size = 1.2 + 0.45 * len(labels)
+    # Room for the longest name under the matrix, where it runs at 45 degrees.
+    longest = max(len(label) for label in labels)
+    size = 1.2 + 0.5 * len(labels) + 0.06 * longest
     figure, axes = plt.subplots(1, len(matrices), figsize=(size * len(matrices), size + 0.6),
                                 constrained_layout=True, squeeze=False)
     for axis, (name, matrix) in zip(axes[0], matrices.items(), strict=True):
         axis.imshow(matrix, cmap="Blues")
         axis.set_title(f"{name}: {np.trace(matrix) / max(matrix.sum(), 1):.1%}")
         ticks = np.arange(len(labels))
-        axis.set_xticks(ticks, labels, rotation=90 if len(labels) > 6 else 0)
+        axis.set_xticks(ticks, labels, rotation=45, ha="right", rotation_mode="anchor")
         axis.set_yticks(ticks, labels)
         axis.set_xlabel("predicted")
         axis.set_ylabel("true")

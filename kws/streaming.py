@@ -101,7 +101,9 @@ class GRUClassifier:
                      if isinstance(layer, keras.layers.GRU))
         head = tuple(DenseWeights.from_layer(layer) for layer in model.layers
                      if isinstance(layer, keras.layers.Dense))
-        if not grus or len(grus) + len(head) != len(model.layers):
+        # Dropout does nothing at inference, so the exported ops leave it out.
+        dropouts = sum(isinstance(layer, keras.layers.Dropout) for layer in model.layers)
+        if not grus or len(grus) + len(head) + dropouts != len(model.layers):
             names = [type(layer).__name__ for layer in model.layers]
             raise InputError(f"model {model.name!r} is {names}, not GRU layers then Dense layers")
         return cls(grus, head)

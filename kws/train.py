@@ -19,6 +19,7 @@ from kws import data_flags
 from kws.config import (
     DISTRIBUTIONS,
     FEATURE_PLACEMENTS,
+    LR_SCHEDULES,
     MODEL_NAMES,
     PRECISIONS,
     check_model_names,
@@ -56,8 +57,32 @@ _MODELS = flags.DEFINE_string(
     "Comma-separated models to train: " + ", ".join(MODEL_NAMES) + ".")
 _EPOCHS = flags.DEFINE_integer("epochs", 50, "Passes over the training split.", lower_bound=1)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Clips per training step.", lower_bound=1)
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate.",
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 2e-3, "Adam's (peak) learning rate.",
                                     lower_bound=0.0)
+_LR_SCHEDULE = flags.DEFINE_enum(
+    "lr_schedule", "cosine", LR_SCHEDULES, "constant, or cosine: linear warm-up over "
+    "--warmup_epochs, then cosine decay to zero at the last epoch.")
+_WARMUP_EPOCHS = flags.DEFINE_float("warmup_epochs", 2.0, "Epochs of learning-rate warm-up "
+                                    "(--lr_schedule=cosine).", lower_bound=0.0)
+_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay (AdamW); 0 "
+                                   "trains with plain Adam.", lower_bound=0.0)
+_LABEL_SMOOTHING = flags.DEFINE_float("label_smoothing", 0.1, "Share of each training target "
+                                      "spread over all classes.", lower_bound=0.0,
+                                      upper_bound=0.99)
+_DROPOUT = flags.DEFINE_float("dropout", 0.0, "Dropout after every hidden layer of every "
+                              "model, in training only (adds no parameters).", lower_bound=0.0,
+                              upper_bound=0.99)
+_SYNTHETIC_UNKNOWN_WORDS = flags.DEFINE_integer(
+    "synthetic_unknown_words", 0, "Add this many everyday English words, spoken by eSpeak NG "
+    "in the synthetic voices, to the training clips of _unknown_ (never a wanted word or "
+    "one that sounds like it; listed in the run folder); 0 for none.", lower_bound=0)
+_SYNTHETIC_UNKNOWN_CLIPS = flags.DEFINE_integer(
+    "synthetic_unknown_clips", 10, "Clips of each --synthetic_unknown_words word.",
+    lower_bound=1)
+_UNKNOWN_REDRAW = flags.DEFINE_bool(
+    "unknown_redraw", True, "Keep every training clip of the other words and draw the "
+    "--unknown_percentage share of _unknown_ afresh each epoch, as TensorFlow's "
+    "speech_commands does; --nounknown_redraw draws it once for the whole run.")
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Run folder. A new or empty one starts a run; one holding a stopped "
     "run of the same flags resumes it. Default: export/runs/<date-time>.")
@@ -104,6 +129,7 @@ def config_from_flags():
     check_model_names(models)
     data_settings = data_flags.data_settings()
     from kws.data.augment import NO_AUGMENTATION, AugmentConfig  # these import TensorFlow
+    from kws.recipe import Recipe
     from kws.training import TrainConfig
 
     output_dir = _OUTPUT_DIR.value or Path("export") / "runs" / datetime.datetime.now().strftime(
@@ -125,7 +151,17 @@ def config_from_flags():
         models=models,
         epochs=_EPOCHS.value,
         batch_size=_BATCH_SIZE.value,
-        learning_rate=_LEARNING_RATE.value,
+        recipe=Recipe(
+            learning_rate=_LEARNING_RATE.value,
+            lr_schedule=_LR_SCHEDULE.value,
+            warmup_epochs=_WARMUP_EPOCHS.value,
+            weight_decay=_WEIGHT_DECAY.value,
+            label_smoothing=_LABEL_SMOOTHING.value,
+            dropout=_DROPOUT.value,
+        ),
+        unknown_redraw=_UNKNOWN_REDRAW.value,
+        synthetic_unknown_words=_SYNTHETIC_UNKNOWN_WORDS.value,
+        synthetic_unknown_clips=_SYNTHETIC_UNKNOWN_CLIPS.value,
         seed=_SEED.value,
         clips_per_word=_CLIPS_PER_WORD.value,
         verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in log files

@@ -30,7 +30,7 @@ from kws.config import (
 from kws.data.augment import AugmentConfig
 from kws.data.dataset import LabelledClips
 from kws.data.download import check_data_sources, words_folder
-from kws.data.folder import ExtraClasses, load_folder
+from kws.data.folder import SILENCE, UNKNOWN, ExtraClasses, load_folder
 from kws.data.pipeline import (
     TrainingFeatures,
     check_data_service,
@@ -41,15 +41,17 @@ from kws.data.pipeline import (
 )
 from kws.data.prepared import PreparedClips, load_prepared
 from kws.data.split import TESTING, TRAINING, VALIDATION, SplitSpec
-from kws.data.synthetic import SyntheticSpec, load_synthetic
+from kws.data.synthetic import SyntheticSpec, load_other_words, load_synthetic
 from kws.errors import InputError
 from kws.models import build_model
+from kws.recipe import Recipe
 
 if TYPE_CHECKING:
     import tensorflow as tf
 
 SYNTHETIC_WORDS = ("yes", "no", "up")
 SKIPPED_SHOWN = 5
+SYNTHETIC_WORDS_FILE = "synthetic_unknown_words.txt"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +72,12 @@ class TrainConfig:
         silence_percentage: Size of the ``_silence_`` class, as a percentage of the wanted
             words' clips in each split (folders and datasets only).
         unknown_percentage: Size of the ``_unknown_`` class (clips of other words), likewise.
+        unknown_redraw: Training keeps every clip of the other words and draws the
+            ``_unknown_`` share afresh each epoch (``ExtraClasses.unknown_redraw``).
+        synthetic_unknown_words: This many everyday English words (never a wanted word or
+            one that sounds like it) spoken by eSpeak NG join the training split's
+            ``_unknown_`` clips; 0 for none. Folders and datasets only.
+        synthetic_unknown_clips: Clips of each of those words, in random synthetic voices.
         augmentation: What happens to training clips.
         data_service: Address of a tf.data service dispatcher (``host:port``) whose
             workers compute the training batches; needs ``prepared_dir`` on storage the
@@ -84,7 +92,8 @@ class TrainConfig:
         models: Which of ``fc``, ``cnn``, ``gru`` to train, in order.
         epochs: Passes over the training split.
         batch_size: Clips per training step.
-        learning_rate: Adam's learning rate.
+        recipe: How the weights are fitted: learning rate and its schedule, weight decay,
+            label smoothing, dropout (``kws.recipe``).
         seed: Fixes the synthetic data, weight initialisation and shuffling.
         clips_per_word: Synthetic clips per word.
         cache_dir: Where synthetic speech is cached between runs.
@@ -104,11 +113,14 @@ class TrainConfig:
     wanted_words: tuple[str, ...] | None = None
     silence_percentage: float = 10.0
     unknown_percentage: float = 10.0
+    unknown_redraw: bool = True
+    synthetic_unknown_words: int = 0
+    synthetic_unknown_clips: int = 10
     augmentation: AugmentConfig = AugmentConfig()
     models: tuple[str, ...] = MODEL_NAMES
     epochs: int = 50
     batch_size: int = 64
-    learning_rate: float = 1e-3
+    recipe: Recipe = Recipe()
     seed: int = 0
     clips_per_word: int = 1000
     cache_dir: Path = DEFAULT_CACHE_DIR
@@ -124,11 +136,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_model_names(self.models)
-        for name in ("epochs", "batch_size", "clips_per_word"):
+        for name in ("epochs", "batch_size", "clips_per_word", "synthetic_unknown_clips"):
             if getattr(self, name) < 1:
                 raise InputError(f"--{name} must be at least 1, got {getattr(self, name)!r}")
-        if not self.learning_rate > 0:
-            raise InputError(f"--learning_rate must be positive, got {self.learning_rate!r}")
         check_data_sources(data_dir=self.data_dir, dataset=self.dataset,
                            prepared_dir=self.prepared_dir)
         if self.data_service is not None and self.prepared_dir is None:
@@ -141,6 +151,14 @@ class TrainConfig:
             raise InputError("--wanted_words with --prepared_dir: the words are chosen when "
                              "preparing (python -m kws.prepare --wanted_words=...)")
         ExtraClasses(self.silence_percentage, self.unknown_percentage)  # raises when out of range
+        if self.synthetic_unknown_words < 0:
+            raise InputError("--synthetic_unknown_words must not be negative, got "
+                             f"{self.synthetic_unknown_words!r}")
+        if self.synthetic_unknown_words and (self.unknown_percentage == 0 or (
+                self.data_dir is None and self.dataset is None)):
+            raise InputError("--synthetic_unknown_words adds to the _unknown_ class of "
+                             "--data_dir or --dataset: it needs one of them and "
+                             "--unknown_percentage above 0")
         check_choice("distribution", self.distribution, DISTRIBUTIONS)
         check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
         check_choice("features_on", self.features_on, FEATURE_PLACEMENTS)
@@ -153,10 +171,12 @@ class TrainConfig:
 
     @property
     def extra_classes(self) -> ExtraClasses:
-        return ExtraClasses(self.silence_percentage, self.unknown_percentage, self.seed)
+        return ExtraClasses(self.silence_percentage, self.unknown_percentage, self.seed,
+                            self.unknown_redraw)
 
 
-_NESTED = {"split": SplitSpec, "features": FeatureConfig, "augmentation": AugmentConfig}
+_NESTED = {"split": SplitSpec, "features": FeatureConfig, "augmentation": AugmentConfig,
+           "recipe": Recipe}
 _PATHS = ("output_dir", "data_dir", "prepared_dir", "cache_dir")
 
 
@@ -238,9 +258,19 @@ def load_data(config: TrainConfig) -> LabelledClips | PreparedClips:
     if config.prepared_dir is not None:
         return load_prepared(config.prepared_dir)
     if config.dataset is not None or config.data_dir is not None:
-        return load_folder(*words_folder(config.data_dir, config.dataset, config.wanted_words,
+        data = load_folder(*words_folder(config.data_dir, config.dataset, config.wanted_words,
                                          config.cache_dir),
                            config.features, config.split, config.extra_classes)
+        if not config.synthetic_unknown_words:
+            return data
+        if UNKNOWN not in data.labels:
+            raise InputError(f"--synthetic_unknown_words: {data.source} has no other words, "
+                             f"so no {UNKNOWN} class to add them to")
+        wanted = tuple(label for label in data.labels if label not in (SILENCE, UNKNOWN))
+        words, clips, speakers = load_other_words(
+            wanted, config.synthetic_unknown_words, config.synthetic_unknown_clips,
+            config.seed, config.features, config.cache_dir)
+        return data.with_training_clips(clips, UNKNOWN, speakers, words)
     spec = SyntheticSpec(words=config.wanted_words or SYNTHETIC_WORDS,
                          clips_per_word=config.clips_per_word, seed=config.seed)
     logging.info(
@@ -329,12 +359,19 @@ def on_waveforms(model: keras.Model, training_features: TrainingFeatures,
     seeds = keras.Input((), dtype="int64", name="seeds")
     fitted = keras.Model([waveforms, seeds], model(training_features([waveforms, seeds])),
                          name=f"{model.name}_on_waveforms")
-    fitted.compile(optimizer=model.optimizer, loss="sparse_categorical_crossentropy",
-                   metrics=["accuracy"])
+    fitted.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
     return fitted
 
 
-def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dict,
+def steps_per_epoch(data: LabelledClips | PreparedClips, batch_size: int) -> int:
+    """Training steps in one epoch (the learning-rate schedule counts steps)."""
+    clips = data.splits[TRAINING].epoch_size if isinstance(data, LabelledClips) \
+        else data.split_sizes()[TRAINING]
+    return -(-clips // batch_size)
+
+
+def train_one(name: str, config: TrainConfig, front_end: FrontEnd,
+              data: LabelledClips | PreparedClips, datasets: dict,
               strategy: tf.distribute.Strategy,
               training_features: TrainingFeatures | None = None,
               ) -> tuple[keras.Model, dict, dict]:
@@ -348,9 +385,11 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dic
     done = len(earlier.get("loss", []))
     keras.utils.set_random_seed(config.seed)
     with strategy.scope():  # variables mirrored on every replica
-        model = build_model(name, len(front_end.labels), front_end.features.feature_shape)
-        model.compile(optimizer=keras.optimizers.Adam(config.learning_rate),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+        model = build_model(name, len(front_end.labels), front_end.features.feature_shape,
+                            dropout=config.recipe.dropout)
+        model.compile(optimizer=config.recipe.optimizer(config.epochs,
+                                                       steps_per_epoch(data, config.batch_size)),
+                      loss=config.recipe.loss(), metrics=["accuracy"])
         fitted = model if training_features is None else \
             on_waveforms(model, training_features, front_end.features.clip_samples)
     best_weights = BestWeights(checkpoints / f"{name}.best.weights.h5", model)
@@ -368,7 +407,7 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd, datasets: dic
         ]
         if config.distribution == "multi_worker":
             collective.fit(fitted, datasets["training"], config.epochs, callbacks, strategy,
-                           config.batch_size)
+                           config.batch_size, config.recipe.loss(reduction=None))
         else:
             # Weights, optimizer state and epoch, kept twice so a torn file is survivable.
             callbacks.append(keras.callbacks.BackupAndRestore(
@@ -473,11 +512,17 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
     _log_skipped(data)
     data.check_splits_not_empty()
     start_run_folder(config, resuming)  # only now: bad input leaves no empty run folder
+    if data.synthetic_words:
+        fileio.write_text_atomic(config.output_dir / SYNTHETIC_WORDS_FILE,
+                                 "\n".join(data.synthetic_words) + "\n")
+        logging.info("Training %s adds %d synthetic words (listed in %s)", UNKNOWN,
+                     len(data.synthetic_words), SYNTHETIC_WORDS_FILE)
     if resuming:
         logging.info("Resuming the run in %s (--overwrite starts it afresh)", config.output_dir)
     logging.info("Data: %s; labels %s; clips %s", data.source, ", ".join(data.labels),
                  data.split_sizes())
-    distribute.log_strategy(strategy, config.batch_size, config.learning_rate)
+    distribute.log_strategy(strategy, config.batch_size,
+                           config.recipe.learning_rate)
 
     front_end = FrontEnd(features=config.features,
                          normalization=data.training_normalization(config.features),
@@ -497,6 +542,7 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
             "labels": list(data.labels),
             "split_sizes": data.split_sizes(),
             "skipped": [dataclasses.asdict(item) for item in data.skipped],
+            "synthetic_unknown_words": list(data.synthetic_words),
         },
         "config": saved_config(config),
         "models": {},
@@ -508,7 +554,7 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
             logging.info("Skipping %s: it finished before the run stopped", name)
             run_report["models"][name], histories[name] = json.loads(finished.read_text())
             continue
-        model, results, histories[name] = train_one(name, config, front_end, datasets,
+        model, results, histories[name] = train_one(name, config, front_end, data, datasets,
                                                     strategy, training_features)
         with fileio.atomic_path(config.output_dir / f"{name}.keras") as tmp:
             model.save(tmp)

@@ -77,6 +77,34 @@ class CommandTest(tf.test.TestCase, parameterized.TestCase):
                           f"--data_dir={data_dir}")
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertRegex(result.stdout, r"accuracy: \d+\.\d\d % on 3 clips")
+        self.assertRegex(result.stdout, r"recall: .*yes \d+\.\d\d % of 1")
+
+    def test_other_words_count_as_unknown_and_lists_choose_clips(self):
+        data_dir = Path(self.create_tempdir().full_path)
+        for folder in ("yes", "maybe", "later", "_background_noise_"):
+            (data_dir / folder).mkdir()
+            for take in range(2):
+                (data_dir / folder / f"a_nohash_{take}.wav").write_bytes(b"")
+        labels = ["_silence_", "_unknown_", "yes", "no"]
+        clips = benchmark_tflite.label_folders(data_dir, labels)
+        self.assertEqual(sorted(clips), ["_unknown_", "yes"])  # no "no" clips: fine
+        self.assertEqual([path.parent.name for path in clips["_unknown_"]],
+                         ["later", "later", "maybe", "maybe"])
+        listed = benchmark_tflite.label_folders(data_dir, labels, {"yes/a_nohash_1.wav"})
+        self.assertEqual({label: [p.name for p in paths] for label, paths in listed.items()},
+                         {"yes": ["a_nohash_1.wav"]})
+        with self.assertRaisesRegex(benchmark_tflite.BenchmarkError,
+                                    "has labels the model does not know: later, maybe "
+                                    r"\(model labels: yes, no, no _unknown_ class"):
+            benchmark_tflite.label_folders(data_dir, ["yes", "no"])
+        with self.assertRaisesRegex(benchmark_tflite.BenchmarkError, "no .wav clips of any"):
+            benchmark_tflite.label_folders(data_dir, labels, {"up/b.wav"})
+
+    def test_recall_per_class(self):
+        recall = benchmark_tflite.recall_per_class(np.array([0, 0, 2, 2]),
+                                                   np.array([0, 1, 2, 2]), ["a", "b", "c"])
+        self.assertEqual(recall, {"a": {"clips": 2, "recall": 0.5},
+                                  "c": {"clips": 2, "recall": 1.0}})
 
     @parameterized.named_parameters(
         ("missing", None, "cannot read it"),

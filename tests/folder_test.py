@@ -126,6 +126,19 @@ class SpeechCommandsTest(tf.test.TestCase, parameterized.TestCase):
         self.assertContainsSubset(set(np.array(data.splits["training"].speakers)[unknown]),
                                   set(wanted.splits["training"].speakers))
 
+    def test_redrawn_unknown_keeps_every_training_clip_of_the_other_words(self):
+        once = self.load(ExtraClasses(0.0, 50.0))
+        redrawn = self.load(ExtraClasses(0.0, 50.0, unknown_redraw=True))
+        others = load_folder(self.root, ("left", "right"), FeatureConfig(), SplitSpec())
+        training = redrawn.splits["training"]
+        self.assertLen(training.pool, len(others.splits["training"]))
+        self.assertEqual(training.redrawn_per_epoch,
+                         np.sum(once.splits["training"].labels == 1))
+        self.assertEqual(training.epoch_size, len(once.splits["training"]))
+        for name in ("validation", "testing"):  # drawn once, the same clips either way
+            self.assertAllEqual(redrawn.splits[name].clips, once.splits[name].clips)
+            self.assertIsNone(redrawn.splits[name].redrawn_label)
+
     def test_both_zero_gives_the_wanted_words_only(self):
         self.assertEqual(self.load(ExtraClasses(0.0, 0.0)).labels, ("yes", "no"))
 

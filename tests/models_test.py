@@ -22,6 +22,17 @@ class BuildModelTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(scores.shape, (2, 5))
         self.assertAllClose(np.sum(scores, axis=-1), [1.0, 1.0], atol=1e-5)
 
+    @parameterized.parameters(("fc", 4), ("cnn", 3), ("gru", 4))
+    def test_dropout_adds_layers_but_no_parameters(self, name, dropouts):
+        model = build_model(name, num_classes=3, dropout=0.2)
+        self.assertEqual(model.count_params(), STUDY[name].params)
+        layers = [layer for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+        self.assertLen(layers, dropouts)
+        self.assertAllClose([layer.rate for layer in layers], [0.2] * dropouts)
+        features = np.random.default_rng(0).standard_normal((2, 101, 40)).astype("float32")
+        self.assertAllClose(model(features), model(features))  # inactive at inference
+        self.assertNotAllClose(model(features, training=True), model(features))
+
     def test_cnn_flattens_to_the_study_width(self):
         model = build_model("cnn", num_classes=3)
         flatten = next(layer for layer in model.layers if isinstance(layer, keras.layers.Flatten))

@@ -62,6 +62,12 @@ class GRUClassifierTest(tf.test.TestCase, parameterized.TestCase):
         copied += sum(d.kernel.size + d.bias.size for d in classifier.head)
         self.assertEqual(copied, 70_531)
 
+    def test_dropout_is_left_out(self):
+        model = build_model("gru", num_classes=3, dropout=0.3)
+        features = np.random.default_rng(4).standard_normal((2, 101, 40)).astype("float32")
+        self.assertAllClose(GRUClassifier.from_keras(model).window(features),
+                            model.predict(features, verbose=0), atol=1e-5)
+
     def test_rejects_models_that_are_not_a_gru_stack(self):
         with self.assertRaisesRegex(InputError, "not GRU layers then Dense layers"):
             GRUClassifier.from_keras(build_model("cnn", num_classes=3))

@@ -1,3 +1,4 @@
+import dataclasses
 from pathlib import Path
 from unittest import mock
 
@@ -7,6 +8,9 @@ import tensorflow as tf
 from kws.config import FeatureConfig
 from kws.data import synthetic
 from kws.data.split import SPLITS, SplitSpec
+from kws.errors import InputError
+from kws.training import TrainConfig, load_data
+from tests import fixtures
 
 SPEC = synthetic.SyntheticSpec(words=("yes", "no"), clips_per_word=12, seed=3)
 
@@ -68,6 +72,48 @@ class CacheTest(tf.test.TestCase):
         self.assertEqual(SPEC.cache_key(config), SPEC.cache_key(config))
         self.assertNotEqual(SPEC.cache_key(config),
                             synthetic.SyntheticSpec(SPEC.words, 12, seed=4).cache_key(config))
+
+
+class OtherWordsTest(tf.test.TestCase):
+    def test_no_wanted_word_and_nothing_that_sounds_like_one(self):
+        everything = len(synthetic.common_words())
+        words = synthetic.other_words(("see", "by"), everything - 4, seed=0)
+        self.assertLen(words, everything - 4)
+        for word in ("see", "sea", "by", "buy"):  # the same phonemes in eSpeak NG
+            self.assertNotIn(word, words)
+        with self.assertRaisesRegex(InputError, "--synthetic_unknown_words=600: the list "
+                                                f"holds only {everything - 4} words"):
+            synthetic.other_words(("see", "by"), 600, seed=0)
+
+    def test_a_seeded_draw(self):
+        first = synthetic.other_words(("yes",), 20, seed=1)
+        self.assertEqual(first, synthetic.other_words(("yes",), 20, seed=1))
+        self.assertNotEqual(first, synthetic.other_words(("yes",), 20, seed=2))
+        self.assertEqual(list(first), sorted(first, key=synthetic.common_words().index))
+
+    def test_speech_commands_words_are_not_in_the_list(self):
+        self.assertEmpty({"yes", "no", "up", "down", "left", "right", "on", "off", "stop",
+                          "go", "zero", "one", "two", "three", "bed", "cat", "forward",
+                          "learn", "follow"} & set(synthetic.common_words()))
+
+    def test_they_join_the_training_unknown_clips(self):
+        root = Path(self.create_tempdir().full_path)
+        words = fixtures.write_word_folder(root / "words", {"yes": 300.0, "no": 500.0,
+                                                            "left": 700.0},
+                                           [f"spk{i:02d}" for i in range(20)], takes=2)
+        config = TrainConfig(output_dir=root / "run", data_dir=words, wanted_words=("yes", "no"),
+                             silence_percentage=0.0, unknown_percentage=50.0,
+                             synthetic_unknown_words=3, synthetic_unknown_clips=2,
+                             cache_dir=root / "cache")
+        plain = load_data(dataclasses.replace(config, synthetic_unknown_words=0))
+        data = load_data(config)
+        self.assertLen(data.synthetic_words, 3)
+        training, before = data.splits["training"], plain.splits["training"]
+        self.assertLen(training, len(before) + 6)
+        self.assertAllEqual(training.labels[len(before):], [0] * 6)  # _unknown_
+        self.assertAllEqual(data.splits["testing"].clips, plain.splits["testing"].clips)
+        with self.assertRaisesRegex(InputError, "needs one of them and --unknown_percentage"):
+            dataclasses.replace(config, unknown_percentage=0.0)
 
 
 if __name__ == "__main__":

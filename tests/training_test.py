@@ -223,7 +223,10 @@ class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
         ("no_models", {"models": ()}, "--models is empty"),
         ("epochs", {"epochs": 0}, "--epochs must be at least 1, got 0"),
         ("batch", {"batch_size": 0}, "--batch_size must be at least 1, got 0"),
-        ("rate", {"learning_rate": -1.0}, "--learning_rate must be positive, got -1.0"),
+        ("synthetic_words", {"synthetic_unknown_words": 5},
+         "--synthetic_unknown_words adds to the _unknown_ class of --data_dir or --dataset"),
+        ("synthetic_clips", {"synthetic_unknown_clips": 0},
+         "--synthetic_unknown_clips must be at least 1, got 0"),
         ("dataset", {"dataset": "timit"}, "--dataset=timit: unknown; choose from "
                                           "speech_commands_v1, speech_commands_v2"),
         ("dataset_and_dir", {"dataset": "speech_commands_v1", "data_dir": Path("x")},

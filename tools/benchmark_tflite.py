@@ -359,22 +359,67 @@ def fit_to_clip(samples: np.ndarray, clip_samples: int) -> np.ndarray:
     return samples[start : start + clip_samples]
 
 
-def labelled_features(data_dir: Path, front_end: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Features and label indices of ``data_dir/<label>/*.wav`` for the manifest's labels."""
-    labels = front_end["labels"]
-    missing = [label for label in labels if not (data_dir / label).is_dir()]
-    if not data_dir.is_dir() or missing:
-        raise BenchmarkError(f"--data_dir={data_dir}: no folder for {', '.join(missing) or 'it'}")
+SPECIAL_FOLDERS = ("_silence_", "_unknown_")
+
+
+def label_folders(data_dir: Path, labels: list[str],
+                  listed: set[str] | None = None) -> dict[str, list[Path]]:
+    """The clips of each word folder of ``data_dir``, under the model's label it counts as:
+    its own, or ``_unknown_`` for a word the model does not know (when it has that class).
+    ``listed`` keeps only those clips (paths like ``yes/a_nohash_0.wav``)."""
+    if not data_dir.is_dir():
+        raise BenchmarkError(f"--data_dir={data_dir}: no such folder")
+    clips: dict[str, list[Path]] = {}
+    others = []
+    for folder in sorted(entry for entry in data_dir.iterdir() if entry.is_dir()):
+        if folder.name.startswith(".") or (folder.name.startswith("_")
+                                           and folder.name not in SPECIAL_FOLDERS):
+            continue  # _background_noise_ and hidden folders
+        paths = [path for path in sorted(folder.glob("*.wav"))
+                 if listed is None or f"{folder.name}/{path.name}" in listed]
+        if not paths:
+            continue
+        label = folder.name if folder.name in labels else "_unknown_"
+        if folder.name not in labels:
+            others.append(folder.name)
+        clips.setdefault(label, []).extend(paths)
+    if others and "_unknown_" not in labels:
+        raise BenchmarkError(f"--data_dir={data_dir} has labels the model does not know: "
+                             f"{', '.join(others)} (model labels: {', '.join(labels)}, no "
+                             "_unknown_ class to count them in)")
+    if not clips:
+        raise BenchmarkError(f"--data_dir={data_dir}: no .wav clips of any of "
+                             f"{', '.join(labels)}" + (" in --only_listed" if listed else ""))
+    return clips
+
+
+def read_list(path: Path) -> set[str]:
+    try:
+        return {line.strip() for line in path.read_text().splitlines() if line.strip()}
+    except (OSError, UnicodeDecodeError) as error:
+        raise BenchmarkError(f"--only_listed={path}: cannot read it ({error})") from None
+
+
+def labelled_features(data_dir: Path, front_end: dict,
+                      listed: set[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Features and label indices of the clips of ``label_folders``."""
+    labels = list(front_end["labels"])
     features, indices = [], []
     config = front_end["features"]
-    for index, label in enumerate(labels):
-        for path in sorted((data_dir / label).glob("*.wav")):
+    for label, paths in label_folders(data_dir, labels, listed).items():
+        for path in paths:
             clip = fit_to_clip(read_wav(path, config["sample_rate"]), config["clip_samples"])
             features.append(normalized_features(clip, front_end))
-            indices.append(index)
-    if not features:
-        raise BenchmarkError(f"--data_dir={data_dir}: no .wav clips for {', '.join(labels)}")
+            indices.append(labels.index(label))
     return np.stack(features), np.asarray(indices)
+
+
+def recall_per_class(labels: np.ndarray, predictions: np.ndarray,
+                     names: list[str]) -> dict[str, dict]:
+    """Clips and recall of each class the data has."""
+    return {name: {"clips": int(np.sum(labels == index)),
+                   "recall": float(np.mean(predictions[labels == index] == index))}
+            for index, name in enumerate(names) if np.any(labels == index)}
 
 
 # ----------------------------------------------------------------------------- benchmark
@@ -463,10 +508,12 @@ def benchmark_content(content: bytes, path: Path, args: argparse.Namespace) -> d
             raise BenchmarkError(f"--manifest={manifest_path}: cannot read the front end "
                                  f"({error})") from None
         check_listed(content, front_end, manifest_path)
-        features, labels = labelled_features(Path(args.data_dir), front_end)
+        listed = read_list(Path(args.only_listed)) if args.only_listed else None
+        features, labels = labelled_features(Path(args.data_dir), front_end, listed)
         predictions = np.argmax(clip_scores(model, features), axis=-1)
         result["accuracy"] = float(np.mean(predictions == labels))
         result["clips"] = len(labels)
+        result["classes"] = recall_per_class(labels, predictions, list(front_end["labels"]))
     result["peak_memory_bytes"] = peak_memory_bytes()
     return result
 
@@ -505,6 +552,9 @@ def report(result: dict) -> str:
     ]
     if "accuracy" in result:
         lines.append(f"accuracy: {100 * result['accuracy']:.2f} % on {result['clips']} clips")
+        lines.append("recall: " + ", ".join(
+            f"{name} {100 * entry['recall']:.2f} % of {entry['clips']}"
+            for name, entry in result["classes"].items()))
     return "\n".join(lines)
 
 
@@ -541,7 +591,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="true: LiteRT's default XNNPACK delegate; false: builtin kernels")
     parser.add_argument("--stream", action="store_true",
                         help="time one frame of a streaming model, state carried across invokes")
-    parser.add_argument("--data_dir", help="labelled clips, DATA_DIR/<label>/*.wav, for accuracy")
+    parser.add_argument("--data_dir", help="labelled clips, DATA_DIR/<label>/*.wav, for accuracy "
+                        "and per-class recall: some or all of the model's labels; other word "
+                        "folders count as _unknown_ when the model has that class")
+    parser.add_argument("--only_listed", help="with --data_dir: only the clips this file lists "
+                        "(label/clip.wav lines, as Speech Commands' testing_list.txt)")
     parser.add_argument("--manifest", help="manifest.json of the export (default: beside MODEL)")
     parser.add_argument("--json", help="write every figure to this JSON file")
     return parser.parse_args(argv)

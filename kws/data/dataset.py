@@ -17,14 +17,39 @@ if TYPE_CHECKING:
 
 @dataclasses.dataclass(frozen=True)
 class ClipSet:
-    """Clips of one split: float32 waveforms ``(n, clip_samples)`` and label indices ``(n,)``."""
+    """Clips of one split: float32 waveforms ``(n, clip_samples)`` and label indices ``(n,)``.
+
+    Args:
+        clips: The waveforms.
+        labels: Their label indices.
+        speakers: Who speaks each clip ("" for noise).
+        redrawn_label: A label whose clips form a pool that each shuffled epoch draws
+            ``redrawn_per_epoch`` of afresh (``_unknown_``, as TensorFlow's speech_commands
+            draws it); None uses every clip every epoch.
+        redrawn_per_epoch: How many clips of the pool one epoch uses.
+    """
 
     clips: np.ndarray
     labels: np.ndarray
     speakers: tuple[str, ...]
+    redrawn_label: int | None = None
+    redrawn_per_epoch: int = 0
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def pool(self) -> np.ndarray:
+        """Indices of the clips that are redrawn every epoch (empty when none are)."""
+        if self.redrawn_label is None:
+            return np.zeros(0, np.int64)
+        return np.flatnonzero(self.labels == self.redrawn_label)
+
+    @property
+    def epoch_size(self) -> int:
+        """Clips in one shuffled epoch: all but the pool, and the pool's draw."""
+        pool = len(self.pool)
+        return len(self) - pool + min(pool, self.redrawn_per_epoch)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +69,7 @@ class LabelledClips:
         skipped: Files that could not be read, with the reason.
         background: Long noise recordings at the model's rate, for mixing into training
             clips; empty when the source has none.
+        synthetic_words: Words synthesised into the training split as ``_unknown_``.
     """
 
     labels: tuple[str, ...]
@@ -51,6 +77,19 @@ class LabelledClips:
     source: str
     skipped: tuple[SkippedFile, ...] = ()
     background: tuple[np.ndarray, ...] = ()
+    synthetic_words: tuple[str, ...] = ()
+
+    def with_training_clips(self, clips: np.ndarray, label: str, speakers: list[str],
+                            words: tuple[str, ...]) -> LabelledClips:
+        """These clips of synthesised ``words`` added to the training split as ``label``."""
+        training = self.splits[TRAINING]
+        added = dataclasses.replace(
+            training, clips=np.concatenate([training.clips, clips]),
+            labels=np.concatenate([training.labels,
+                                   np.full(len(clips), self.labels.index(label))]),
+            speakers=training.speakers + tuple(speakers))
+        return dataclasses.replace(self, splits={**self.splits, TRAINING: added},
+                                   synthetic_words=self.synthetic_words + words)
 
     def split_sizes(self) -> dict[str, int]:
         return {name: len(self.splits[name]) for name in SPLITS}

@@ -43,11 +43,16 @@ class ExtraClasses:
         unknown_percentage: Clips of other words per split, as a percentage of the wanted
             words' clips in that split; 0 adds no ``_unknown_`` class.
         seed: Fixes which other-word clips are drawn and the silence clips' noise.
+        unknown_redraw: The training split keeps every clip of the other words and each
+            epoch draws its ``unknown_percentage`` share of them afresh (TensorFlow's
+            speech_commands does so), rather than one draw for the whole run; validation
+            and testing draw once either way.
     """
 
     silence_percentage: float = 10.0
     unknown_percentage: float = 10.0
     seed: int = 0
+    unknown_redraw: bool = False
 
     def __post_init__(self) -> None:
         for name in ("silence_percentage", "unknown_percentage"):
@@ -172,6 +177,8 @@ class FolderPlan:
             (none when the folder has its own ``_silence_/`` recordings).
         source: One line that says where the clips come from and how they are split.
         seed: Fixes the silence clips' noise and volumes.
+        unknown_per_epoch: With ``ExtraClasses.unknown_redraw``, the training clips of
+            ``_unknown_`` each epoch draws from all of them; 0 when they are drawn once.
     """
 
     data_dir: Path
@@ -180,6 +187,7 @@ class FolderPlan:
     silence_clips: dict[str, int]
     source: str
     seed: int
+    unknown_per_epoch: int = 0
 
     def files_of(self, split: str) -> list[LabelledFile]:
         return [file for file in self.files if file.split == split]
@@ -231,8 +239,9 @@ def plan_folder(
 
     files = [file for word in words for file in files_of(word, word)]
     per_split = {name: sum(f.split == name for f in files) for name in SPLITS}
-    unknown_files = _unknown_files(data_dir, available, words, extra, per_split,
-                                   np.random.default_rng(extra.seed), files_of)
+    unknown_files, unknown_per_epoch = _unknown_files(
+        data_dir, available, words, extra, per_split, np.random.default_rng(extra.seed),
+        files_of)
     labels = ((SILENCE,) if _wants_silence(data_dir, extra) else ()) + \
         ((UNKNOWN,) if unknown_files else ()) + tuple(words)
     files += unknown_files
@@ -244,7 +253,7 @@ def plan_folder(
         silence_clips={name: math.ceil(per_split[name] * extra.silence_percentage / 100)
                        if make_silence else 0 for name in SPLITS},
         source=f"folder {data_dir} (split by {_split_method(listed, split_spec)})",
-        seed=extra.seed)
+        seed=extra.seed, unknown_per_epoch=unknown_per_epoch)
 
 
 def check_every_label_has_clips(plan: FolderPlan, label_counts: np.ndarray) -> None:
@@ -294,9 +303,14 @@ def load_folder(
 
     check_every_label_has_clips(plan, np.bincount(np.asarray(label_indices, dtype=int),
                                                   minlength=len(plan.labels)))
+    splits = split_clips(np.stack(clips), np.asarray(label_indices), speakers, assignments)
+    if plan.unknown_per_epoch:
+        splits[TRAINING] = dataclasses.replace(
+            splits[TRAINING], redrawn_label=plan.labels.index(UNKNOWN),
+            redrawn_per_epoch=plan.unknown_per_epoch)
     return LabelledClips(
         labels=plan.labels,
-        splits=split_clips(np.stack(clips), np.asarray(label_indices), speakers, assignments),
+        splits=splits,
         source=plan.source,
         skipped=tuple(skipped),
         background=background,
@@ -308,24 +322,31 @@ def _wants_silence(data_dir: Path, extra: ExtraClasses) -> bool:
 
 
 def _unknown_files(data_dir, available, words, extra, per_split, rng,
-                   files_of) -> list[LabelledFile]:
+                   files_of) -> tuple[list[LabelledFile], int]:
     """The ``_unknown_`` folder's clips when there is one; else, per split, a random draw of
-    other words' clips, ``unknown_percentage`` of the wanted words' count."""
+    other words' clips, ``unknown_percentage`` of the wanted words' count. With
+    ``unknown_redraw`` the training split keeps them all; the second value is then how
+    many each epoch draws (else 0)."""
     if wav_files(data_dir / UNKNOWN):
-        return files_of(UNKNOWN, UNKNOWN)
+        return files_of(UNKNOWN, UNKNOWN), 0
     others = [folder for folder in available if folder not in words]
     if extra.unknown_percentage == 0:
-        return []
+        return [], 0
     if not others:
         logging.info("No word folders besides --wanted_words: no %s class", UNKNOWN)
-        return []
+        return [], 0
     candidates = [file for folder in others for file in files_of(folder, UNKNOWN)]
-    drawn = []
+    drawn, per_epoch = [], 0
     for name in SPLITS:
         in_split = [file for file in candidates if file.split == name]
         count = min(len(in_split), math.ceil(per_split[name] * extra.unknown_percentage / 100))
-        drawn += [in_split[i] for i in sorted(rng.choice(len(in_split), count, replace=False))]
-    return drawn
+        chosen = sorted(rng.choice(len(in_split), count, replace=False))  # drawn either way:
+        if name == TRAINING and extra.unknown_redraw:  # the same test clips as without
+            drawn += in_split
+            per_epoch = count
+            continue
+        drawn += [in_split[i] for i in chosen]
+    return drawn, per_epoch
 
 
 def _split_method(listed: dict, split_spec: SplitSpec) -> str:

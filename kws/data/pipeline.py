@@ -42,11 +42,18 @@ class ClipSource:
             batches clip by clip costs more than reading them.
         in_memory: The clips are in memory, so their features fit there too: computed once
             and cached rather than every epoch.
+        epoch_size: Clips in one shuffled epoch, when that is not ``size`` (a pool of
+            clips redrawn every epoch, ``ClipSet.redrawn_label``).
     """
 
     size: int
     batches: Callable[[int, int | None], tf.data.Dataset]
     in_memory: bool
+    epoch_size: int | None = None
+
+    @property
+    def shuffled_size(self) -> int:
+        return self.size if self.epoch_size is None else self.epoch_size
 
     def sample(self, count: int, seed: int) -> ClipSource:
         """``count`` clips drawn with ``seed`` from the whole split, in split order (all of
@@ -70,16 +77,25 @@ def memory_source(clips: ClipSet) -> ClipSource:
         waveforms = tf.constant(clips.clips)
         labels = tf.constant(clips.labels.astype(np.int32))
 
+    pool = clips.pool
+    kept = np.setdiff1d(np.arange(len(clips)), pool)
+
     def batches(batch_size: int, shuffle_seed: int | None) -> tf.data.Dataset:
         # Clip numbers are shuffled, not clips: a shuffle buffer of whole clips copied the
         # split into it before the first batch of every epoch.
         order = tf.data.Dataset.range(len(clips))
+        if shuffle_seed is not None and len(pool):
+            drawn = (tf.data.Dataset.from_tensor_slices(pool)
+                     .shuffle(len(pool), seed=shuffle_seed + 1, reshuffle_each_iteration=True)
+                     .take(clips.epoch_size - len(kept)))
+            order = tf.data.Dataset.from_tensor_slices(kept).concatenate(drawn)
         if shuffle_seed is not None:
             order = order.shuffle(len(clips), seed=shuffle_seed, reshuffle_each_iteration=True)
         return order.batch(batch_size).map(
             lambda chosen: (tf.gather(waveforms, chosen), tf.gather(labels, chosen)))
 
-    return ClipSource(len(clips), batches, in_memory=True)
+    return ClipSource(len(clips), batches, in_memory=True,
+                      epoch_size=clips.epoch_size if len(pool) else None)
 
 
 def compiled(fn: Callable) -> Callable:
@@ -102,16 +118,18 @@ def fit_normalization(training: ClipSource, config: FeatureConfig) -> Normalizat
 
 
 def _batch_count(source: ClipSource, batch_size: int):
-    # Known size: Keras shows real progress bars and expects no more batches than exist.
-    return tf.data.experimental.assert_cardinality(-(-source.size // batch_size))
+    """The number of shuffled batches: Keras shows real progress bars and expects no more
+    batches than exist."""
+    return tf.data.experimental.assert_cardinality(-(-source.shuffled_size // batch_size))
 
 
 def make_dataset(source: ClipSource, front_end: FrontEnd, batch_size: int,
                  shuffle_seed: int | None = None) -> tf.data.Dataset:
     """Batches of ``(features (batch, frames, mel bins), labels)`` for Keras ``fit``.
 
-    Features of clips in memory are computed once and cached; with ``shuffle_seed`` the
-    clips are reshuffled every epoch, in an order fixed by the seed.
+    Features of clips in memory are computed once and cached (but for a pool redrawn every
+    epoch: computing them costs a tenth of a train step); with ``shuffle_seed`` the clips
+    are reshuffled every epoch, in an order fixed by the seed.
     """
     log_mel = LogMelSpectrogram(front_end.features)
 
@@ -119,7 +137,7 @@ def make_dataset(source: ClipSource, front_end: FrontEnd, batch_size: int,
     def features(waves, labels):
         return normalize(log_mel(waves), front_end.normalization), labels
 
-    if not source.in_memory:
+    if not source.in_memory or (shuffle_seed is not None and source.epoch_size is not None):
         return (source.batches(FEATURE_BATCH, shuffle_seed)
                 .map(features, num_parallel_calls=tf.data.AUTOTUNE)
                 .rebatch(batch_size)

@@ -274,6 +274,7 @@ class PreparedClips:
         sizes: Clips per split.
         skipped: Files that could not be read when preparing.
         background: Noise recordings for mixing into training clips.
+        synthetic_words: Always empty: prepared folders hold recordings only.
     """
 
     folder: Path
@@ -285,6 +286,7 @@ class PreparedClips:
     sizes: dict[str, int]
     skipped: tuple[SkippedFile, ...] = ()
     background: tuple[np.ndarray, ...] = ()
+    synthetic_words: tuple[str, ...] = ()
 
     def split_sizes(self) -> dict[str, int]:
         return dict(self.sizes)

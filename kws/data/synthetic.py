@@ -41,6 +41,7 @@ PITCH = (20, 80)  # eSpeak's 0-100 scale, default 50
 PITCH_RANGE = (20, 90)
 PEAK_DBFS = (-26.0, -1.0)
 SNR_DB = (5.0, 40.0)
+COMMON_WORDS_FILE = "common_words.txt"
 
 
 class ESpeak:
@@ -80,6 +81,21 @@ class ESpeak:
             self._chunks.append(np.ctypeslib.as_array(wav, shape=(num_samples,)).copy())
         return 0  # 0 = go on synthesising
 
+    def phonemes(self, text: str, voice: str = "en-us") -> str:
+        """eSpeak's phoneme string for ``text`` in ``voice``, stress marks left out: words
+        that sound alike ("no", "know") give the same string."""
+        if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
+            raise InputError(f"eSpeak NG has no voice {voice!r}")
+        self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self._lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p),
+                                                    ctypes.c_int, ctypes.c_int]
+        pointer = ctypes.c_char_p(text.encode("utf-8"))
+        spoken = []
+        while pointer.value:  # one clause per call
+            spoken.append(self._lib.espeak_TextToPhonemes(ctypes.byref(pointer),
+                                                          self._CHARS_UTF8, 0).decode())
+        return "".join(spoken).translate(str.maketrans("", "", "',%=_ "))
+
     def say(self, text: str, voice: str, rate_wpm: int, pitch: int, pitch_range: int,
             seed: int) -> np.ndarray:
         """Speaks ``text`` and returns int16 samples at ``self.sample_rate``.
@@ -113,10 +129,12 @@ class SyntheticSpec:
         if self.clips_per_word < 1:
             raise InputError(f"clips per word must be at least 1, got {self.clips_per_word!r}")
 
-    def cache_key(self, config: FeatureConfig) -> str:
+    def cache_key(self, config: FeatureConfig, words_per_process: int = 1) -> str:
         identity = {**dataclasses.asdict(self), "version": SYNTHESIS_VERSION,
                     "espeak": importlib.metadata.version("espeakng-loader"),
                     "sample_rate": config.sample_rate, "clip_samples": config.clip_samples}
+        if words_per_process != 1:  # another grouping gives other clips (keys of one stay)
+            identity["words_per_process"] = words_per_process
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -125,15 +143,25 @@ def _trim_silence(samples: np.ndarray, threshold: float = 0.01) -> np.ndarray:
     return samples[loud[0] : loud[-1] + 1] if len(loud) else samples
 
 
-def _synthesize_word(word: str, word_index: int, spec: SyntheticSpec,
-                     config: FeatureConfig) -> tuple[np.ndarray, list[str]]:
-    """All clips of one word, as int16 ``(clips, clip_samples)``, and their speakers.
+def _synthesize_words(first_index: int, count: int, spec: SyntheticSpec,
+                      config: FeatureConfig) -> tuple[np.ndarray, list[str]]:
+    """All clips of ``count`` words of ``spec`` from ``first_index`` on, as int16 ``(clips,
+    clip_samples)``, and their speakers.
 
     Runs in a fresh process: eSpeak NG's output depends on what the process synthesised
     before (internal state survives even ``espeak_Terminate``), so only a fresh library
-    gives the same clips for the same seed.
+    given the same words in the same order gives the same clips for the same seed.
     """
     espeak = ESpeak()
+    results = [_synthesize_word(espeak, spec.words[index], index, spec, config)
+               for index in range(first_index, first_index + count)]
+    return (np.concatenate([clips for clips, _ in results]),
+            [speaker for _, speakers in results for speaker in speakers])
+
+
+def _synthesize_word(espeak: ESpeak, word: str, word_index: int, spec: SyntheticSpec,
+                     config: FeatureConfig) -> tuple[np.ndarray, list[str]]:
+    """All clips of one word, as int16 ``(clips, clip_samples)``, and their speakers."""
     clips = np.zeros((spec.clips_per_word, config.clip_samples), np.int16)
     speakers = []
     for clip_index in range(spec.clips_per_word):
@@ -160,16 +188,20 @@ def _synthesize_word(word: str, word_index: int, spec: SyntheticSpec,
     return clips, speakers
 
 
-def synthesize(spec: SyntheticSpec, config: FeatureConfig) -> tuple[np.ndarray, np.ndarray,
-                                                                     list[str]]:
-    """Synthesises every word in its own fresh process: int16 clips, labels and speakers."""
+def synthesize(spec: SyntheticSpec, config: FeatureConfig,
+               words_per_process: int = 1) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Synthesises the words in fresh processes, ``words_per_process`` each (a fixed
+    grouping, so the clips do not depend on the machine): int16 clips, labels and
+    speakers."""
     context = multiprocessing.get_context("spawn")
+    firsts = range(0, len(spec.words), words_per_process)
     with concurrent.futures.ProcessPoolExecutor(
-        max_workers=min(len(spec.words), multiprocessing.cpu_count()),
+        max_workers=min(len(firsts), multiprocessing.cpu_count()),
         mp_context=context, max_tasks_per_child=1,
     ) as pool:
-        futures = [pool.submit(_synthesize_word, word, index, spec, config)
-                   for index, word in enumerate(spec.words)]
+        futures = [pool.submit(_synthesize_words, first,
+                               min(words_per_process, len(spec.words) - first), spec, config)
+                   for first in firsts]
         results = [future.result() for future in futures]
     clips = np.concatenate([word_clips for word_clips, _ in results])
     labels = np.repeat(np.arange(len(spec.words)), spec.clips_per_word)
@@ -189,22 +221,66 @@ def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
         return None
 
 
-def load_synthetic(spec: SyntheticSpec, config: FeatureConfig, split_spec: SplitSpec,
-                   cache_dir: str | Path) -> LabelledClips:
-    """Synthesised clips of ``spec.words``, from the cache when an equal spec made them."""
-    cache_path = Path(cache_dir) / f"synthetic-{spec.cache_key(config)}.npz"
+def synthesized(spec: SyntheticSpec, config: FeatureConfig, cache_dir: str | Path,
+                words_per_process: int = 1) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``synthesize``'s clips, labels and speakers, from the cache when an equal spec made
+    them."""
+    cache_path = Path(cache_dir) / f"synthetic-{spec.cache_key(config, words_per_process)}.npz"
     cached = _read_cache(cache_path)
     if cached is None:
-        logging.info("Synthesising %d clips of each of %s with eSpeak NG (cache: %s)",
-                     spec.clips_per_word, ", ".join(spec.words), cache_path)
-        cached = synthesize(spec, config)
+        shown = ", ".join(spec.words[:10]) + (", ..." if len(spec.words) > 10 else "")
+        logging.info("Synthesising %d clips of each of %d words (%s) with eSpeak NG "
+                     "(cache: %s)", spec.clips_per_word, len(spec.words), shown, cache_path)
+        cached = synthesize(spec, config, words_per_process)
         clips, labels, speakers = cached
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         with fileio.atomic_path(cache_path) as tmp:
             np.savez(tmp, clips=clips, labels=labels, speakers=np.asarray(speakers))
     else:
         logging.info("Reusing synthetic speech from %s", cache_path)
-    clips, labels, speakers = cached
+    return cached
+
+
+def common_words() -> tuple[str, ...]:
+    """The list of everyday English words in ``common_words.txt``, in its order."""
+    lines = (Path(__file__).with_name(COMMON_WORDS_FILE).read_text().splitlines())
+    return tuple(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def other_words(wanted: tuple[str, ...], count: int, seed: int) -> tuple[str, ...]:
+    """``count`` words of ``common_words()``, drawn with ``seed``, none of which is or
+    sounds like (the same eSpeak phonemes as) a wanted word: "know" never stands in for
+    "no"."""
+    espeak = ESpeak()
+    forbidden = {espeak.phonemes(word) for word in wanted} | set(wanted)
+    candidates = [word for word in common_words()
+                  if word not in forbidden and espeak.phonemes(word) not in forbidden]
+    if count > len(candidates):
+        raise InputError(f"--synthetic_unknown_words={count}: the list holds only "
+                         f"{len(candidates)} words besides the wanted ones")
+    order = np.random.default_rng((seed, 2)).permutation(len(candidates))[:count]
+    return tuple(candidates[i] for i in sorted(order))
+
+
+# Other words are many, with few clips each: this many to a fresh eSpeak process.
+OTHER_WORDS_PER_PROCESS = 25
+
+
+def load_other_words(wanted: tuple[str, ...], count: int, clips_per_word: int, seed: int,
+                     config: FeatureConfig, cache_dir: str | Path
+                     ) -> tuple[tuple[str, ...], np.ndarray, list[str]]:
+    """``count`` other words (``other_words``), ``clips_per_word`` clips each, in the
+    voices of the synthetic source: the words, float32 clips and speakers."""
+    words = other_words(wanted, count, seed)
+    spec = SyntheticSpec(words=words, clips_per_word=clips_per_word, seed=seed)
+    clips, _, speakers = synthesized(spec, config, cache_dir, OTHER_WORDS_PER_PROCESS)
+    return words, clips.astype(np.float32) / 32768.0, speakers
+
+
+def load_synthetic(spec: SyntheticSpec, config: FeatureConfig, split_spec: SplitSpec,
+                   cache_dir: str | Path) -> LabelledClips:
+    """Synthesised clips of ``spec.words``, from the cache when an equal spec made them."""
+    clips, labels, speakers = synthesized(spec, config, cache_dir)
     assignments = [split_spec.assign(speaker) for speaker in speakers]
     return LabelledClips(
         labels=spec.words,

@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""Makes export/, the keyword spotter the project ships, and records how: ``make
+reference-export``.
+
+Trains the gru on the real voices of ``mini_speech_commands`` (yes, no, up, with
+``_silence_`` and ``_unknown_``) by ``python -m kws.train`` with the flags below, copies
+its TFLite files and manifest into ``export/``, and measures each file on the device
+runtime with the device's own front end (``tools/benchmark_tflite.py``):
+
+- recall of every class on the test speakers of ``testing_list.txt``, the clips of the
+  data's other words counting as ``_unknown_``;
+- the share of those other words' clips called a keyword;
+- the share of clips of words no run ever heard (the words of the Speech Commands sample
+  that are not in the training data) called a keyword.
+
+``export/reference.json`` and ``export/reference.md`` keep the command, the commit, the
+date, each file's sha256 and these figures. A finished run folder (``--run_dir``) is not
+trained again: kws.train finds it finished and exports it.
+
+    python tools/reference_export.py --run_dir=export/runs/reference
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from kws import benchmark_tflite, fileio  # noqa: E402  (after the path is set)
+from kws.errors import InputError, describe_os_error  # noqa: E402
+
+DATA = Path("..") / "shared" / "data"  # relative to the project: the manifest keeps it so
+TRAINING_DATA = DATA / "mini_speech_commands"
+UNSEEN_WORDS_DATA = DATA / "speech_commands_v0.01_sample"
+TRAIN_FLAGS = (f"--data_dir={TRAINING_DATA}", "--wanted_words=yes,no,up", "--models=gru",
+               "--unknown_percentage=100", "--synthetic_unknown_words=300", "--seed=0")
+FILES = ("gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite", "manifest.json")
+KEYWORD_EXCLUDED = ("_silence_", "_unknown_")
+
+
+def git_commit() -> str:
+    """HEAD's commit, with ``-dirty`` when the work tree has changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              check=False).stdout.strip()
+
+    return git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain") else "")
+
+
+def keyword_share(labels: np.ndarray, predictions: np.ndarray, names: list[str]) -> float:
+    """Share of the clips whose prediction is a keyword (not _silence_ or _unknown_)."""
+    keywords = [i for i, name in enumerate(names) if name not in KEYWORD_EXCLUDED]
+    return float(np.mean(np.isin(predictions, keywords)))
+
+
+def measure(export_dir: Path, manifest: dict) -> dict:
+    """Per file: recall per class on the test speakers, and the keyword shares."""
+    names = list(manifest["labels"])
+    words = {folder.name for folder in (ROOT / TRAINING_DATA).iterdir() if folder.is_dir()}
+    testing = benchmark_tflite.read_list(ROOT / TRAINING_DATA / "testing_list.txt")
+    test_features, test_labels = benchmark_tflite.labelled_features(
+        ROOT / TRAINING_DATA, manifest, testing)
+    unseen = {f"{folder.name}/{path.name}"
+              for folder in sorted((ROOT / UNSEEN_WORDS_DATA).iterdir())
+              if folder.is_dir() and folder.name not in words
+              for path in folder.glob("*.wav")}
+    unseen_features, _ = benchmark_tflite.labelled_features(ROOT / UNSEEN_WORDS_DATA,
+                                                            manifest, unseen)
+    unknown = names.index("_unknown_")
+    figures = {"unseen_words": sorted({entry.split("/")[0] for entry in unseen}),
+               "unseen_clips": len(unseen), "files": {}}
+    for name in FILES[:-1]:
+        model = benchmark_tflite.SignatureModel(export_dir / name)
+        predictions = np.argmax(benchmark_tflite.clip_scores(model, test_features), axis=-1)
+        others = test_labels == unknown
+        unseen_predictions = np.argmax(benchmark_tflite.clip_scores(model, unseen_features),
+                                       axis=-1)
+        figures["files"][name] = {
+            "test_speakers_recall": benchmark_tflite.recall_per_class(test_labels, predictions,
+                                                                      names),
+            "other_words_called_keyword": keyword_share(test_labels[others],
+                                                        predictions[others], names),
+            "unseen_words_called_keyword": keyword_share(
+                np.full(len(unseen_predictions), unknown), unseen_predictions, names),
+        }
+    return figures
+
+
+def markdown(record: dict) -> str:
+    test = next(iter(record["measured"]["files"].values()))["test_speakers_recall"]
+    names = [name for name in record["manifest_labels"] if name in test]
+    lines = [f"Made by `{record['command']}` at commit {record['commit']} on "
+             f"{record['date']}.", "",
+             "| file | bytes | " + " | ".join(f"{name} recall" for name in names)
+             + " | other words called a keyword | unseen words called a keyword |",
+             "|---|---:|" + "---:|" * (len(names) + 2)]
+    for name, figures in record["measured"]["files"].items():
+        recall = figures["test_speakers_recall"]
+        lines.append(
+            f"| `{name}` | {record['files'][name]['bytes']:,} | "
+            + " | ".join(f"{100 * recall[label]['recall']:.2f} %" for label in names)
+            + f" | {100 * figures['other_words_called_keyword']:.2f} % "
+            f"| {100 * figures['unseen_words_called_keyword']:.2f} % |")
+    lines += ["", "Test speakers' clips per class: " + ", ".join(
+        f"{label} {entry['clips']}" for label, entry in test.items())
+        + f"; unseen words: {record['measured']['unseen_clips']} clips of "
+        + ", ".join(record["measured"]["unseen_words"]) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="reference_export.py",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run_dir", type=Path, default=Path("export/runs/reference"),
+                        help="the training run's folder (resumed or reused when it holds "
+                        "this run)")
+    parser.add_argument("--export_dir", type=Path, default=Path("export"),
+                        help="where the shipped files go")
+    args = parser.parse_args(argv)
+    command = [sys.executable, "-m", "kws.train", *TRAIN_FLAGS, f"--output_dir={args.run_dir}"]
+    try:
+        missing = [str(path) for path in (TRAINING_DATA, UNSEEN_WORDS_DATA)
+                   if not (ROOT / path).is_dir()]
+        if missing:
+            raise InputError(f"{', '.join(missing)}: no such folder (the real recordings "
+                             "live beside the project; see ../shared/data/README.md)")
+        if subprocess.run(command, cwd=ROOT).returncode != 0:
+            raise InputError(f"kws.train failed (its log is above); rerun to resume {args.run_dir}")
+        export_dir = ROOT / args.export_dir
+        for name in FILES:
+            with fileio.atomic_path(export_dir / name) as tmp:
+                shutil.copyfile(ROOT / args.run_dir / name, tmp)
+        manifest = json.loads((export_dir / "manifest.json").read_text())
+        record = {
+            "command": " ".join(["python -m kws.train", *TRAIN_FLAGS]),
+            "commit": git_commit(),
+            "date": datetime.date.today().isoformat(),
+            "manifest_labels": manifest["labels"],
+            "keras_test_accuracy": manifest["keras_test_accuracy"],
+            "files": {name: {key: entry[key] for key in ("bytes", "sha256", "test_accuracy")}
+                      for name, entry in manifest["files"].items()},
+            "measured": measure(export_dir, manifest),
+        }
+        fileio.write_text_atomic(export_dir / "reference.json",
+                                 json.dumps(record, indent=2) + "\n")
+        fileio.write_text_atomic(export_dir / "reference.md", markdown(record))
+        print(markdown(record))
+    except (InputError, benchmark_tflite.BenchmarkError) as error:
+        print(f"reference_export.py: error: {error}", file=sys.stderr)
+        return 1
+    except OSError as error:
+        print(f"reference_export.py: error: {describe_os_error(error)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
