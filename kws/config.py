@@ -148,6 +148,7 @@ DISTRIBUTIONS = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 FEATURE_PLACEMENTS = ("auto", "pipeline", "accelerator")
 LR_SCHEDULES = ("constant", "cosine")
+BEST_OF_TIES = ("first", "last")
 
 
 def check_choice(flag: str, value: str, choices: Sequence[str]) -> None:

@@ -10,7 +10,7 @@ import dataclasses
 
 import keras
 
-from kws.config import LR_SCHEDULES, check_choice
+from kws.config import BEST_OF_TIES, LR_SCHEDULES, check_choice
 from kws.errors import InputError
 
 
@@ -28,6 +28,8 @@ class Recipe:
         label_smoothing: Share of each target spread evenly over all classes, 0 to 1.
         dropout: Rate of the dropout after every hidden layer (training only; no
             parameters, nothing on the device).
+        best_of_ties: ``first`` or ``last``: which of the epochs that tie on the best
+            validation accuracy the run keeps.
     """
 
     # The defaults are the recipe measured best on real voices (README, "Training recipe").
@@ -37,11 +39,13 @@ class Recipe:
     weight_decay: float = 0.0
     label_smoothing: float = 0.1
     dropout: float = 0.0
+    best_of_ties: str = "last"
 
     def __post_init__(self) -> None:
         if not self.learning_rate > 0:
             raise InputError(f"--learning_rate must be positive, got {self.learning_rate!r}")
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_choice("best_of_ties", self.best_of_ties, BEST_OF_TIES)
         for name in ("warmup_epochs", "weight_decay"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name} must not be negative, got {getattr(self, name)!r}")

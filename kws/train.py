@@ -17,6 +17,7 @@ from absl import app, flags, logging
 
 from kws import data_flags
 from kws.config import (
+    BEST_OF_TIES,
     DISTRIBUTIONS,
     FEATURE_PLACEMENTS,
     LR_SCHEDULES,
@@ -79,6 +80,9 @@ _SYNTHETIC_UNKNOWN_WORDS = flags.DEFINE_integer(
 _SYNTHETIC_UNKNOWN_CLIPS = flags.DEFINE_integer(
     "synthetic_unknown_clips", 10, "Clips of each --synthetic_unknown_words word.",
     lower_bound=1)
+_BEST_OF_TIES = flags.DEFINE_enum(
+    "best_of_ties", "last", BEST_OF_TIES, "Which of the epochs that tie on the best "
+    "validation accuracy the run keeps: the last (trained furthest) or the first.")
 _UNKNOWN_REDRAW = flags.DEFINE_bool(
     "unknown_redraw", True, "Keep every training clip of the other words and draw the "
     "--unknown_percentage share of _unknown_ afresh each epoch, as TensorFlow's "
@@ -158,6 +162,7 @@ def config_from_flags():
             weight_decay=_WEIGHT_DECAY.value,
             label_smoothing=_LABEL_SMOOTHING.value,
             dropout=_DROPOUT.value,
+            best_of_ties=_BEST_OF_TIES.value,
         ),
         unknown_redraw=_UNKNOWN_REDRAW.value,
         synthetic_unknown_words=_SYNTHETIC_UNKNOWN_WORDS.value,

@@ -22,7 +22,7 @@ from kws.data.pipeline import FEATURE_BATCH, features_array
 from kws.data.split import SPLITS, SplitSpec
 from kws.distribute import place_features
 from kws.errors import InputError
-from kws.training import TrainConfig, make_datasets, saved_config, train
+from kws.training import BestWeights, TrainConfig, make_datasets, saved_config, train
 from tests import fixtures
 
 RUN_FILES = ("features.json", "report.json", "report.md", "history.json", "curves.png",
@@ -253,6 +253,21 @@ class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
         saved = saved_config(TrainConfig(output_dir=Path("unused"), export=False))
         self.assertNotIn("export", saved)
         self.assertIn("features_on", saved)
+
+
+class BestWeightsTest(tf.test.TestCase, parameterized.TestCase):
+    @parameterized.parameters(("first", [1, 3]), ("last", [1, 2, 3, 4]))
+    def test_which_tied_epoch_is_kept(self, ties, saved_after):
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        path = Path(self.create_tempdir().full_path) / "m.best.weights.h5"
+        best = BestWeights(path, model, ties)
+        saved = []
+        for epoch, accuracy in enumerate([0.5, 0.5, 0.75, 0.75, 0.25]):
+            best.on_epoch_end(epoch, {"val_accuracy": accuracy})
+            if best.saved()["epoch"] == epoch + 1:
+                saved.append(epoch + 1)
+        self.assertEqual(saved, saved_after)
+        self.assertEqual(best.saved(), {"epoch": saved_after[-1], "val_accuracy": 0.75})
 
 
 class TrainFsddTest(tf.test.TestCase):

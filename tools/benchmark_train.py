@@ -15,7 +15,7 @@ streamed from the TFRecord files of ``python -m kws.prepare``.
     python tools/benchmark_train.py --data_dir=my_words --json=train_speed.json
     python tools/benchmark_train.py --data_dir=my_words --prepared_dir=my_words_prepared
     python tools/benchmark_train.py --features_on=accelerator   # features in the step
-    python tools/benchmark_train.py --backend=jax --data=synthetic   # needs no TensorFlow
+    python tools/benchmark_train.py --backend=jax   # random clips in memory, no TensorFlow
 
 With ``--backend=jax`` only the train step is measured (the pipeline is tf.data).
 """
@@ -46,8 +46,6 @@ _WARMUP_STEPS = flags.DEFINE_integer(
     "batches of a process streaming records took seconds), shuffle buffers.", lower_bound=1)
 _BACKEND = flags.DEFINE_enum("backend", "tensorflow", ["tensorflow", "jax"],
                              "Keras backend for the model.")
-_DATA = flags.DEFINE_enum("data", "synthetic", ["synthetic"],
-                          "synthetic: random one-second clips in memory (no eSpeak, no files).")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Measure the pipeline on the clips of this "
                                 "labelled folder instead (TensorFlow backend), and how fast "
                                 "its WAV files decode.")

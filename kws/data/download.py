@@ -91,8 +91,9 @@ def download(url: str, target: Path, sha256: str) -> Path:
 def extract(archive: Path, folder: Path) -> Path:
     """Extracts a tar archive into ``folder`` (made whole, then renamed into place).
 
-    tarfile's ``data`` filter refuses members that would land outside the folder
-    (``../``, absolute paths, links out) or are devices: such an archive raises
+    tarfile's ``data`` filter keeps every member inside the folder: it strips the
+    leading ``/`` of absolute names (they land inside), and refuses members that climb
+    out (``../``), links that point out, and devices; such an archive raises
     ``InputError`` and leaves nothing behind.
     """
     if (folder / EXTRACTED_MARKER).is_file():
