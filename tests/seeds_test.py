@@ -37,6 +37,7 @@ class SeedsTest(tf.test.TestCase):
         summary = json.loads((self.sweep / "seeds.json").read_text())
         self.assertEqual(summary["seeds"], [0, 1])
         self.assertEqual(summary["train_flags"], self.train_flags)
+        self.assertRegex(summary["commit"], r"^[0-9a-f]{40}(-dirty)?$")  # a git checkout
         accuracies = [json.loads((self.sweep / f"seed-{seed}" / "report.json").read_text())
                       ["models"]["fc"]["test_accuracy"] for seed in (0, 1)]
         figure = summary["models"]["fc"]["test_accuracy"]

@@ -38,6 +38,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from kws import benchmark_tflite, fileio  # noqa: E402  (after the path is set)
 from kws.errors import InputError, describe_os_error  # noqa: E402
+from kws.provenance import git_commit  # noqa: E402
 
 DATA = Path("..") / "shared" / "data"  # relative to the project: the manifest keeps it so
 TRAINING_DATA = DATA / "mini_speech_commands"
@@ -46,15 +47,6 @@ TRAIN_FLAGS = (f"--data_dir={TRAINING_DATA}", "--wanted_words=yes,no,up", "--mod
                "--unknown_percentage=100", "--synthetic_unknown_words=300", "--seed=0")
 FILES = ("gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite", "manifest.json")
 KEYWORD_EXCLUDED = ("_silence_", "_unknown_")
-
-
-def git_commit() -> str:
-    """HEAD's commit, with ``-dirty`` when the work tree has changes."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
-                              check=False).stdout.strip()
-
-    return git("rev-parse", "HEAD") + ("-dirty" if git("status", "--porcelain") else "")
 
 
 def keyword_share(labels: np.ndarray, predictions: np.ndarray, names: list[str]) -> float:

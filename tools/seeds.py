@@ -18,6 +18,7 @@ resumes), then ``OUT/seeds.json`` and ``OUT/seeds.md`` summarise them:
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import statistics
 import subprocess
@@ -30,6 +31,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 
 from kws import fileio  # noqa: E402  (after the path is set)
 from kws.errors import InputError, describe_os_error  # noqa: E402
+from kws.provenance import git_commit  # noqa: E402
 
 SUMMARY_JSON, SUMMARY_MD = "seeds.json", "seeds.md"
 # kws.train settings this tool owns: each run gets its own seed and folder.
@@ -81,6 +83,8 @@ def summarize(reports: dict[int, dict], name: str, train_flags: list[str]) -> di
     models = next(iter(reports.values()))["models"]
     return {
         "name": name,
+        "date": datetime.date.today().isoformat(),
+        "commit": git_commit(),
         "train_flags": train_flags,
         "seeds": list(reports),
         "labels": next(iter(reports.values()))["data"]["labels"],
@@ -126,8 +130,9 @@ def sweep(out: Path, seeds: list[int], name: str, train_flags: list[str]) -> dic
     summary = summarize(reports, name, train_flags)
     fileio.write_text_atomic(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
     table = markdown_table([summary])
-    fileio.write_text_atomic(out / SUMMARY_MD, f"# {name}\n\n`kws.train "
-                             f"{' '.join(train_flags)}`, seeds {seeds}\n\n{table}")
+    fileio.write_text_atomic(out / SUMMARY_MD, f"# {name}\n\n`python -m kws.train "
+                             f"{' '.join(train_flags)}`, seeds {seeds}; summarised on "
+                             f"{summary['date']} at commit {summary['commit']}\n\n{table}")
     print(table)
     return summary
 
