@@ -241,6 +241,20 @@ def check_run_folder(config: TrainConfig) -> bool:
     return True
 
 
+def check_writable(output_dir: Path) -> None:
+    """Raises ``InputError`` unless a folder can be made where ``output_dir`` will be: a
+    read-only path is refused before any data is loaded or synthesised, and nothing is
+    left behind."""
+    existing = output_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        Path(tempfile.mkdtemp(prefix=".kws-write-probe-", dir=existing)).rmdir()
+    except OSError as error:
+        raise InputError(f"--output_dir={output_dir}: cannot write there ({error.strerror})") \
+            from None
+
+
 def start_run_folder(config: TrainConfig, resuming: bool) -> None:
     output_dir = config.output_dir
     try:
@@ -514,6 +528,7 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
             f"--output_dir={config.output_dir} holds an earlier run, and multi-worker runs "
             "do not resume: pass --overwrite or a new folder to the chief (stop the other "
             "workers, which wait for it)")
+    check_writable(config.output_dir)
     if config.data_service is not None:
         check_data_service(config.data_service)
     data = load_data(config)

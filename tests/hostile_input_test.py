@@ -119,6 +119,7 @@ class OutputFolderTest(tf.test.TestCase):
         self.assertRegex(last_line(result), f"kws.train: error: --output_dir={folder / 'run'}: "
                                             "cannot write there")
         self.assertNotIn("Traceback", result.stderr)
+        self.assertNotIn("Synthesising", result.stderr)  # refused before any data is made
 
     def test_benchmark_json_into_a_read_only_folder(self):
         folder = fixtures.read_only_folder(Path(self.create_tempdir().full_path))
