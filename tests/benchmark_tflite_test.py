@@ -65,6 +65,20 @@ class CommandTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn("stream (one frame)", result.stdout)
         self.assertIn("state_0 [1, 64] int8", result.stdout)
+        # What is timed: each invoke starts from the states the one before it left.
+        content = (EXPORT / "gru_int8_stream.tflite").read_bytes()
+        model = benchmark_tflite.SignatureModel(content)
+        interpreter = benchmark_tflite.make_interpreter(content)
+        invoke = benchmark_tflite.timed_invoke(interpreter, model)
+        states = {name: detail["index"] for name, detail in model.input_details.items()
+                  if name.startswith("state_")}
+        self.assertLen(states, 2)
+        for _ in range(3):
+            invoke()
+            for name, index in states.items():
+                self.assertAllEqual(interpreter.get_tensor(index), interpreter.get_tensor(
+                    model.output_details[f"new_{name}"]["index"]))
+        self.assertNotAllEqual(interpreter.get_tensor(states["state_1"]), 0)
 
     def test_accuracy_on_a_folder_with_the_manifest(self):
         data_dir = Path(self.create_tempdir().full_path)

@@ -459,6 +459,25 @@ def peak_memory_bytes() -> int:
     return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
+def timed_invoke(interpreter, model: SignatureModel):
+    """The call that is timed: one ``invoke()`` of ``interpreter`` on random inputs set
+    once, and for a streaming model the copy of each new state to its state input, as a
+    device loop does (``model``'s details name the tensors)."""
+    rng = np.random.default_rng(0)
+    for detail in model.input_details.values():
+        interpreter.set_tensor(detail["index"], quantize(
+            rng.standard_normal(tuple(detail["shape"])).astype(np.float32), detail))
+    state_pairs = [(model.output_details[f"new_{name}"]["index"], detail["index"])
+                   for name, detail in model.input_details.items() if name.startswith("state_")]
+
+    def invoke():
+        interpreter.invoke()
+        for new_state, state in state_pairs:
+            interpreter.set_tensor(state, interpreter.get_tensor(new_state))
+
+    return invoke
+
+
 def benchmark(path: Path, args: argparse.Namespace) -> dict:
     return benchmark_content(read_model(path), path, args)
 
@@ -476,18 +495,7 @@ def benchmark_content(content: bytes, path: Path, args: argparse.Namespace) -> d
     # A second interpreter, without a signature runner holding its tensors, for raw invokes;
     # tensor indices are the model's, so the runner's details apply to it.
     interpreter = make_interpreter(content, args.num_threads, args.use_xnnpack, str(path))
-    rng = np.random.default_rng(0)
-    for detail in model.input_details.values():
-        interpreter.set_tensor(detail["index"], quantize(
-            rng.standard_normal(tuple(detail["shape"])).astype(np.float32), detail))
-    state_pairs = [(model.output_details[f"new_{name}"]["index"], detail["index"])
-                   for name, detail in model.input_details.items() if name.startswith("state_")]
-
-    def invoke():
-        interpreter.invoke()
-        for new_state, state in state_pairs:
-            interpreter.set_tensor(state, interpreter.get_tensor(new_state))
-
+    invoke = timed_invoke(interpreter, model)
     _, _, runtime = load_runtime()
     result = {
         "model": str(path), "runtime": runtime, "size_bytes": len(content),
