@@ -39,7 +39,7 @@ class Recipe:
     weight_decay: float = 0.0
     label_smoothing: float = 0.1
     dropout: float = 0.0
-    best_of_ties: str = "last"
+    best_of_ties: str = "first"
 
     def __post_init__(self) -> None:
         if not self.learning_rate > 0:

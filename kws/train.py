@@ -81,8 +81,8 @@ _SYNTHETIC_UNKNOWN_CLIPS = flags.DEFINE_integer(
     "synthetic_unknown_clips", 10, "Clips of each --synthetic_unknown_words word.",
     lower_bound=1)
 _BEST_OF_TIES = flags.DEFINE_enum(
-    "best_of_ties", "last", BEST_OF_TIES, "Which of the epochs that tie on the best "
-    "validation accuracy the run keeps: the last (trained furthest) or the first.")
+    "best_of_ties", "first", BEST_OF_TIES, "Which of the epochs that tie on the best "
+    "validation accuracy the run keeps: the first, or the last (trained furthest).")
 _UNKNOWN_REDRAW = flags.DEFINE_bool(
     "unknown_redraw", True, "Keep every training clip of the other words and draw the "
     "--unknown_percentage share of _unknown_ afresh each epoch, as TensorFlow's "

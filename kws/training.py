@@ -320,7 +320,7 @@ class BestWeights(keras.callbacks.Callback):
     """Saves the weights of each epoch that beats the best validation accuracy so far, or
     ties it when ``ties`` is ``last``: a few hundred validation clips tie often, and the
     last of the tied epochs is the one the decaying learning rate has trained furthest
-    (keeping the first kept epoch 17 to 27 of 50 on real voices).
+    (the first kept epoch 17 to 27 of 50 on real voices).
 
     Like ``ModelCheckpoint(save_best_only=True)``, but written to a temporary name and
     renamed (ModelCheckpoint writes in place; a kill during the write left a torn file
@@ -334,7 +334,7 @@ class BestWeights(keras.callbacks.Callback):
             accuracy to keep.
     """
 
-    def __init__(self, path: Path, model: keras.Model, ties: str = "last"):
+    def __init__(self, path: Path, model: keras.Model, ties: str = "first"):
         super().__init__()
         self.path = path
         self.weights_of = model

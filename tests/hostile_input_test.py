@@ -131,5 +131,41 @@ class OutputFolderTest(tf.test.TestCase):
         self.assertIn(f"--json={folder / 'out.json'}: cannot write it", last_line(result))
 
 
+# kws.train with every write of fc's finished-model record failing as a full disk does.
+FULL_DISK_TRAIN = """
+import errno, sys
+from absl import app
+from kws import fileio, train
+real_write = fileio.write_text_atomic
+def write(path, text):
+    if path.name == "fc.result.json":
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+    return real_write(path, text)
+fileio.write_text_atomic = write
+sys.argv[0] = "kws.train"
+app.run(train.main)
+"""
+
+
+class DiskFullTest(tf.test.TestCase):
+    def test_one_line_and_completed_epochs_are_kept(self):
+        root = Path(self.create_tempdir().full_path)
+        flags = [f"--output_dir={root / 'run'}", "--epochs=2", "--clips_per_word=20",
+                 "--models=fc", "--batch_size=16", "--noexport", f"--cache_dir={root}"]
+        full = run("-c", FULL_DISK_TRAIN, *flags)
+        self.assertEqual(full.returncode, 1)
+        self.assertEqual(last_line(full), f"kws.train: error: {root / 'run'}/checkpoints/"
+                         "fc.result.json: No space left on device; completed epochs are kept, "
+                         "rerun the same flags to resume")
+        self.assertNotIn("Traceback", full.stderr)
+        again = run("-m", "kws.train", *flags)
+        self.assertEqual(again.returncode, 0, again.stderr[-2000:])
+        self.assertNotIn("Training fc", again.stderr)  # both epochs were kept: none again
+        history = (root / "run" / "checkpoints" / "fc.history.csv").read_text().splitlines()
+        self.assertLen(history, 3)  # the header and two epochs, each trained once
+        report = json.loads((root / "run" / "report.json").read_text())
+        self.assertEqual(report["models"]["fc"]["epochs"], 2)
+
+
 if __name__ == "__main__":
     tf.test.main()
