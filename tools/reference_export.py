@@ -44,7 +44,8 @@ DATA = Path("..") / "shared" / "data"  # relative to the project: the manifest k
 TRAINING_DATA = DATA / "mini_speech_commands"
 UNSEEN_WORDS_DATA = DATA / "speech_commands_v0.01_sample"
 TRAIN_FLAGS = (f"--data_dir={TRAINING_DATA}", "--wanted_words=yes,no,up", "--models=gru",
-               "--unknown_percentage=100", "--synthetic_unknown_words=300", "--seed=0")
+               "--unknown_percentage=100", "--synthetic_unknown_words=300",
+               "--best_of_ties=last", "--seed=0")
 FILES = ("gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite", "manifest.json")
 KEYWORD_EXCLUDED = ("_silence_", "_unknown_")
 
@@ -120,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the shipped files go")
     args = parser.parse_args(argv)
     command = [sys.executable, "-m", "kws.train", *TRAIN_FLAGS, f"--output_dir={args.run_dir}"]
+    commit = git_commit()  # before this run changes export/
     try:
         missing = [str(path) for path in (TRAINING_DATA, UNSEEN_WORDS_DATA)
                    if not (ROOT / path).is_dir()]
@@ -135,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         manifest = json.loads((export_dir / "manifest.json").read_text())
         record = {
             "command": " ".join(["python -m kws.train", *TRAIN_FLAGS]),
-            "commit": git_commit(),
+            "commit": commit,
             "date": datetime.date.today().isoformat(),
             "manifest_labels": manifest["labels"],
             "keras_test_accuracy": manifest["keras_test_accuracy"],
