@@ -77,7 +77,7 @@ class DistributionsTest(tf.test.TestCase):
             logs[distribution] = self.finish([process])[0]
 
         self.assertIn("MirroredStrategy: 2 replica(s) on", logs["mirrored"])
-        self.assertIn("Global batch 16, 8 clips per replica per step; learning rate 0.001 as "
+        self.assertIn("Global batch 16, 8 clips per replica per step; learning rate 0.002 as "
                       "given", logs["mirrored"])
         self.assertIn("MultiWorkerMirroredStrategy: 2 replica(s) on /job:worker/replica:0/"
                       "task:0", logs["multi_worker"])
