@@ -47,12 +47,11 @@ TRAIN_FLAGS = (f"--data_dir={TRAINING_DATA}", "--wanted_words=yes,no,up", "--mod
                "--unknown_percentage=100", "--synthetic_unknown_words=300",
                "--best_of_ties=last", "--seed=0")
 FILES = ("gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite", "manifest.json")
-KEYWORD_EXCLUDED = ("_silence_", "_unknown_")
 
 
 def keyword_share(labels: np.ndarray, predictions: np.ndarray, names: list[str]) -> float:
     """Share of the clips whose prediction is a keyword (not _silence_ or _unknown_)."""
-    keywords = [i for i, name in enumerate(names) if name not in KEYWORD_EXCLUDED]
+    keywords = [i for i, name in enumerate(names) if name not in benchmark_tflite.SPECIAL_FOLDERS]
     return float(np.mean(np.isin(predictions, keywords)))
 
 
@@ -72,10 +71,10 @@ def measure(export_dir: Path, manifest: dict) -> dict:
     unknown = names.index("_unknown_")
     figures = {"unseen_words": sorted({entry.split("/")[0] for entry in unseen}),
                "unseen_clips": len(unseen), "files": {}}
+    others = test_labels == unknown
     for name in FILES[:-1]:
         model = benchmark_tflite.SignatureModel(export_dir / name)
         predictions = np.argmax(benchmark_tflite.clip_scores(model, test_features), axis=-1)
-        others = test_labels == unknown
         unseen_predictions = np.argmax(benchmark_tflite.clip_scores(model, unseen_features),
                                        axis=-1)
         figures["files"][name] = {

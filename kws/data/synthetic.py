@@ -66,6 +66,9 @@ class ESpeak:
         self._lib.espeak_Synth.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint,
                                            ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
                                            ctypes.c_void_p, ctypes.c_void_p]
+        self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+        self._lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p),
+                                                    ctypes.c_int, ctypes.c_int]
         data_path = espeakng_loader.get_data_path().encode()
         self.sample_rate = self._lib.espeak_Initialize(
             self._AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, 0
@@ -86,9 +89,6 @@ class ESpeak:
         that sound alike ("no", "know") give the same string."""
         if self._lib.espeak_SetVoiceByName(voice.encode()) != 0:
             raise InputError(f"eSpeak NG has no voice {voice!r}")
-        self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
-        self._lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p),
-                                                    ctypes.c_int, ctypes.c_int]
         pointer = ctypes.c_char_p(text.encode("utf-8"))
         spoken = []
         while pointer.value:  # one clause per call
