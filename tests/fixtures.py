@@ -17,6 +17,9 @@ FSDD_MISSING = f"{FSDD} is absent (real recordings live outside the project; see
 SPEECH_COMMANDS_SAMPLE = SHARED_DATA / "speech_commands_v0.01_sample"
 SPEECH_COMMANDS_MISSING = f"{SPEECH_COMMANDS_SAMPLE} is absent (real recordings live outside " \
     "the project; see README)"
+MINI_SPEECH_COMMANDS = SHARED_DATA / "mini_speech_commands"
+MINI_SPEECH_COMMANDS_MISSING = f"{MINI_SPEECH_COMMANDS} is absent (real recordings live " \
+    "outside the project; see README)"
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -290,35 +290,47 @@ def mel_filterbank(features: dict) -> np.ndarray:
     return filters
 
 
-def log_mel(clip: np.ndarray, features: dict) -> np.ndarray:
-    """Log-mel features ``(frames, mel bins)`` of one clip, in float64.
+def log_mel(signal: np.ndarray, features: dict) -> np.ndarray:
+    """Log-mel features ``(frames, mel bins)`` of a clip or any longer signal, in float64:
+    one frame every ``hop_samples``, ``1 + len(signal) // hop_samples`` in all.
 
     Centred frames (reflect padding of half an FFT), a periodic Hann window of
     ``window_samples`` centred in the FFT frame, power spectrum, mel filters, then
     ``log(mel + log_floor)``: the training front end, in numpy.
     """
+    padded = np.pad(np.asarray(signal, np.float64), features["fft_length"] // 2, mode="reflect")
+    return padded_log_mel(padded, 1 + len(signal) // features["hop_samples"], features)
+
+
+def padded_log_mel(padded: np.ndarray, num_frames: int, features: dict) -> np.ndarray:
+    """The first ``num_frames`` log-mel frames of an already padded signal: frame ``t`` is
+    ``padded[t * hop_samples : t * hop_samples + fft_length]``."""
     fft_length, window_samples = features["fft_length"], features["window_samples"]
-    padded = np.pad(np.asarray(clip, np.float64), fft_length // 2, mode="reflect")
     window = np.zeros(fft_length)
     left = (fft_length - window_samples) // 2
     window[left : left + window_samples] = \
         0.5 - 0.5 * np.cos(2 * np.pi * np.arange(window_samples) / window_samples)
-    num_frames = 1 + features["clip_samples"] // features["hop_samples"]
     starts = np.arange(num_frames) * features["hop_samples"]
-    frames = padded[starts[:, None] + np.arange(fft_length)] * window
+    frames = np.asarray(padded, np.float64)[starts[:, None] + np.arange(fft_length)] * window
     power = np.abs(np.fft.rfft(frames, axis=-1)) ** 2
     return np.log(power @ mel_filterbank(features) + features["log_floor"])
 
 
 def normalized_features(clip: np.ndarray, front_end: dict) -> np.ndarray:
     """A clip's model input: log-mel features normalised with the training statistics."""
+    return normalize(log_mel(clip, front_end["features"]), front_end)
+
+
+def normalize(log_mels: np.ndarray, front_end: dict) -> np.ndarray:
+    """Log-mel frames normalised with the training split's per-bin mean and deviation."""
     normalization = front_end["normalization"]
     mean, std = np.asarray(normalization["mean"]), np.asarray(normalization["std"])
-    return ((log_mel(clip, front_end["features"]) - mean) / std).astype(np.float32)
+    return ((log_mels - mean) / std).astype(np.float32)
 
 
 def read_wav(path: Path, sample_rate: int) -> np.ndarray:
-    """A PCM WAV file as float mono samples; its rate must be the model's."""
+    """A PCM WAV file as float mono samples at ``sample_rate`` (channels averaged and the
+    rate converted as training does)."""
     try:
         with wave.open(str(path), "rb") as reader:
             rate, width = reader.getframerate(), reader.getsampwidth()
@@ -330,9 +342,6 @@ def read_wav(path: Path, sample_rate: int) -> np.ndarray:
         raise BenchmarkError(f"{path}: truncated WAV file (its header promises "
                              f"{frames * channels * width:,} bytes of samples, the file holds "
                              f"{len(data):,})")
-    if rate != sample_rate:
-        raise BenchmarkError(f"{path}: {rate} Hz; the model takes {sample_rate} Hz "
-                             f"(resample first, e.g. sox in.wav -r {sample_rate} out.wav)")
     if width == 1:
         samples = (np.frombuffer(data, np.uint8).astype(np.float32) - 128) / 128
     elif width == 3:
@@ -346,7 +355,22 @@ def read_wav(path: Path, sample_rate: int) -> np.ndarray:
     samples = samples[: len(samples) // channels * channels].reshape(-1, channels).mean(axis=1)
     if not len(samples):
         raise BenchmarkError(f"{path}: WAV file holds no samples")
-    return samples
+    return resample(samples, rate, sample_rate, path)
+
+
+def resample(samples: np.ndarray, from_rate: int, to_rate: int, source: Path | str) -> np.ndarray:
+    """Polyphase resampling as training does (scipy's ``resample_poly``, exact for any pair
+    of integer rates); scipy is needed only when the rates differ."""
+    if from_rate == to_rate:
+        return samples
+    try:
+        from scipy.signal import resample_poly
+    except ImportError:
+        raise BenchmarkError(f"{source}: {from_rate} Hz; the model takes {to_rate} Hz: "
+                             "pip install scipy to resample as training does, or resample "
+                             f"first (sox in.wav -r {to_rate} out.wav)") from None
+    divisor = math.gcd(from_rate, to_rate)
+    return resample_poly(samples, to_rate // divisor, from_rate // divisor).astype(np.float32)
 
 
 def fit_to_clip(samples: np.ndarray, clip_samples: int) -> np.ndarray:

@@ -1,0 +1,423 @@
+"""Measures an export's detector on long streams: ``python -m kws.stream_eval``.
+
+Builds two streams from one split of a labelled folder (its test split by default), as
+TensorFlow's ``generate_streaming_test_wav.py`` does, seeded:
+
+- keywords: a word in every 3 s slot at a random offset, 70 % keywords and 30 % other words,
+  background noise from ``_background_noise_/`` throughout at a random level per slot;
+- negatives: another word (never a keyword) every 1.5 s at a random offset, noise
+  throughout, for ``--negative_hours`` (a small split's clips repeat, each time at a new
+  offset and noise level).
+
+The detector of ``tools/detect.py`` (the same code) runs on both, with the window model and
+the streaming model (state carried for the whole stream, and reset in two staggered
+streams). Detections are scored as TensorFlow's ``accuracy_utils.py`` does: a detection
+within ``--tolerance_ms`` of a keyword of its label (from its start to that long after its
+end) is a hit, once per keyword; every other detection is a false accept, a second firing on
+one word included. Over thresholds 0.01 to 0.99 that gives the miss rate on the keywords
+stream against false accepts per hour of the negatives stream (a DET curve).
+
+Writes ``stream_eval.json``, ``stream_eval.md``, ``det.png`` and the streams (WAV and
+label lists) to ``--output_dir``; ``--write_threshold`` records the operating point of the
+best detector at ``--false_accepts_per_hour`` in the export's manifest, where
+``tools/detect.py`` takes its default threshold from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from absl import app, flags
+
+from kws import benchmark_tflite as device
+from kws import detect, fileio
+from kws.config import FrontEnd
+from kws.errors import InputError, describe_os_error
+
+KEYWORD_SLOT_S = 3.0
+NEGATIVE_SLOT_S = 1.5
+KEYWORD_SHARE = 0.7
+THRESHOLDS = np.round(np.arange(1, 100) / 100, 2)
+STREAM_FILE = "gru_int8_stream.tflite"
+WINDOW_FILE = "gru_int8.tflite"
+
+
+@dataclasses.dataclass(frozen=True)
+class Word:
+    label: str
+    start_s: float
+    end_s: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Stream:
+    """Audio at the model's rate and the words in it."""
+
+    samples: np.ndarray
+    words: tuple[Word, ...]
+    sample_rate: int
+
+    @property
+    def seconds(self) -> float:
+        return len(self.samples) / self.sample_rate
+
+
+def build_stream(clips: list[np.ndarray], labels: list[str], slot_s: float, slots: int,
+                 background: tuple[np.ndarray, ...], noise_volume: float, sample_rate: int,
+                 rng: np.random.Generator) -> Stream:
+    """``slots`` slots of ``slot_s`` seconds, each holding one of ``clips`` (in the given
+    order, repeating) at a random offset, over background noise at a random volume per
+    slot (up to ``noise_volume``; none without recordings)."""
+    slot = round(slot_s * sample_rate)
+    samples = np.zeros(slot * slots, np.float32)
+    words = []
+    for index in range(slots):
+        clip = clips[index % len(clips)]
+        start = index * slot + int(rng.integers(0, slot - len(clip) + 1))
+        samples[start : start + len(clip)] += clip
+        words.append(Word(labels[index % len(clips)], start / sample_rate,
+                          (start + len(clip)) / sample_rate))
+        if background:
+            recording = background[rng.integers(len(background))]
+            at = int(rng.integers(0, max(1, len(recording) - slot + 1)))
+            noise = recording[at : at + slot]
+            samples[index * slot : index * slot + len(noise)] += \
+                noise * rng.uniform(0, noise_volume)
+    return Stream(np.clip(samples, -1, 1), tuple(words), sample_rate)
+
+
+def test_streams(clips: np.ndarray, labels: list[str], keywords: list[str],
+                 background: tuple[np.ndarray, ...], negative_hours: float,
+                 keyword_repeats: int, noise_volume: float, sample_rate: int,
+                 seed: int) -> dict[str, Stream]:
+    """The keywords stream (each keyword clip ``keyword_repeats`` times, shuffled, with
+    other words in 30 % of the slots) and the negatives stream."""
+    rng = np.random.default_rng(seed)
+    is_keyword = np.array([label in keywords for label in labels])
+    keyword_clips, other_clips = np.flatnonzero(is_keyword), np.flatnonzero(~is_keyword)
+    if not len(keyword_clips):
+        raise InputError(f"no clips of the keywords {', '.join(keywords)} in the split")
+    if not len(other_clips):
+        raise InputError("no clips of other words in the split for the negatives stream "
+                         "(the data needs word folders besides the keywords)")
+    chosen = np.tile(keyword_clips, keyword_repeats)
+    others = round(len(chosen) * (1 - KEYWORD_SHARE) / KEYWORD_SHARE)
+    chosen = rng.permutation(np.concatenate([chosen, rng.choice(other_clips, others)]))
+    streams = {"keywords": build_stream([clips[i] for i in chosen], [labels[i] for i in chosen],
+                                        KEYWORD_SLOT_S, len(chosen), background, noise_volume,
+                                        sample_rate, rng)}
+    slots = round(negative_hours * 3600 / NEGATIVE_SLOT_S)
+    chosen = np.concatenate([rng.permutation(other_clips)
+                             for _ in range(-(-slots // len(other_clips)))])[:slots]
+    streams["negatives"] = build_stream([clips[i] for i in chosen],
+                                        [labels[i] for i in chosen], NEGATIVE_SLOT_S, slots,
+                                        background, noise_volume, sample_rate, rng)
+    return streams
+
+
+def score_series(model: device.SignatureModel, manifest: dict, stream: Stream,
+                 window_stride_frames: int, reset_every_frames: int,
+                 chunk_s: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
+    """Times and class scores of the detector's model over the whole stream."""
+    detector = detect.Detector(model, manifest, detect.DetectorSettings(),
+                               window_stride_frames, reset_every_frames)
+    chunk = round(chunk_s * stream.sample_rate)
+    parts = [detector.scores(stream.samples[start : start + chunk])
+             for start in range(0, len(stream.samples), chunk)] + [detector.scores(None)]
+    return np.concatenate([t for t, _ in parts]), np.concatenate([s for _, s in parts])
+
+
+def match(detections: list[detect.Detection], words: tuple[Word, ...], keywords: list[str],
+          tolerance_s: float) -> tuple[int, int]:
+    """Hits and false accepts: a detection hits the first keyword of its label, not yet hit,
+    that it falls within (start to end + ``tolerance_s``); anything else is a false accept."""
+    targets = [word for word in words if word.label in keywords]
+    starts = np.array([word.start_s for word in targets])
+    longest = max((word.end_s - word.start_s for word in targets), default=0.0)
+    hit = np.zeros(len(targets), bool)
+    false_accepts = 0
+    for detection in detections:
+        first = np.searchsorted(starts, detection.time_s - longest - tolerance_s)
+        last = np.searchsorted(starts, detection.time_s, side="right")
+        index = next((i for i in range(first, last) if not hit[i]
+                      and targets[i].label == detection.label
+                      and detection.time_s <= targets[i].end_s + tolerance_s), None)
+        if index is None:
+            false_accepts += 1
+        else:
+            hit[index] = True
+    return int(hit.sum()), false_accepts
+
+
+def det_curve(series: dict[str, tuple[np.ndarray, np.ndarray]], streams: dict[str, Stream],
+              labels: list[str], keywords: list[str], base: detect.DetectorSettings,
+              tolerance_s: float) -> list[dict]:
+    """Miss rate and false accepts per hour at each threshold of ``THRESHOLDS``."""
+    averaged = {}
+    for name, (times, scores) in series.items():
+        averaged[name] = (times, *detect.Smoother(base.average_window_s).push(times, scores))
+    keyword_count = sum(word.label in keywords for word in streams["keywords"].words)
+    points = []
+    for threshold in THRESHOLDS:
+        settings = dataclasses.replace(base, threshold=float(threshold))
+        found = {name: detect.Decider(labels, settings).push(*averaged[name])
+                 for name in series}
+        hits, keyword_stream_false = match(found["keywords"], streams["keywords"].words,
+                                           keywords, tolerance_s)
+        negatives = len(found["negatives"])
+        points.append({
+            "threshold": float(threshold),
+            "miss_rate": 1 - hits / keyword_count,
+            "false_accepts_per_hour": negatives / (streams["negatives"].seconds / 3600),
+            "negatives_false_accepts": negatives,
+            "keywords_stream_false_accepts": keyword_stream_false,
+        })
+    return points
+
+
+def operating_point(points: list[dict], per_hour: float) -> dict | None:
+    """The point of fewest misses with at most ``per_hour`` false accepts (lowest threshold
+    among ties), or None when no threshold gets there."""
+    allowed = [point for point in points if point["false_accepts_per_hour"] <= per_hour]
+    return min(allowed, key=lambda p: (p["miss_rate"], p["threshold"])) if allowed else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One way of running the detector's model."""
+
+    name: str
+    file: str
+    window_stride_ms: float = 0.0
+    reset_every_s: float = 0.0
+
+
+def variants(reset_every_s: float, window_stride_ms: float) -> list[Variant]:
+    return [
+        Variant("stream, state never reset", STREAM_FILE),
+        Variant(f"stream, reset every {reset_every_s:g} s (two staggered)", STREAM_FILE,
+                reset_every_s=reset_every_s),
+        Variant(f"window every {window_stride_ms:g} ms", WINDOW_FILE,
+                window_stride_ms=window_stride_ms),
+    ]
+
+
+def evaluate_variant(variant: Variant, export_dir: Path, manifest: dict,
+                     streams: dict[str, Stream], base: detect.DetectorSettings,
+                     tolerance_s: float) -> dict:
+    features = manifest["features"]
+    frames_per_s = features["sample_rate"] / features["hop_samples"]
+    model = device.SignatureModel(export_dir / variant.file)
+    series = {name: score_series(model, manifest, stream,
+                                 max(1, round(variant.window_stride_ms / 1000 * frames_per_s)),
+                                 round(variant.reset_every_s * frames_per_s))
+              for name, stream in streams.items()}
+    labels = list(manifest["labels"])
+    keywords = [label for label in labels if label not in device.SPECIAL_FOLDERS]
+    points = det_curve(series, streams, labels, keywords, base, tolerance_s)
+    return {**dataclasses.asdict(variant), "points": points,
+            "at": {str(rate): operating_point(points, rate) for rate in (0.5, 1.0, 10.0)}}
+
+
+def plot_det(results: list[dict], path: Path) -> None:
+    from kws.report import plt
+
+    figure, axes = plt.subplots(figsize=(6.5, 4.5))
+    for result in results:
+        points = result["points"]
+        axes.plot([max(p["false_accepts_per_hour"], 0.1) for p in points],
+                  [100 * p["miss_rate"] for p in points], marker=".", label=result["name"])
+    axes.set_xscale("log")
+    axes.set_xlabel("false accepts per hour (negatives stream; 0 drawn at 0.1)")
+    axes.set_ylabel("keywords missed (%)")
+    axes.set_title("Miss rate against false accepts, thresholds 0.01 to 0.99")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    with fileio.atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=120)
+    plt.close(figure)
+
+
+def _point(point: dict | None) -> str:
+    if point is None:
+        return "not reached"
+    return (f"{100 * point['miss_rate']:.1f} % missed at threshold {point['threshold']:.2f} "
+            f"({point['false_accepts_per_hour']:.2f}/h)")
+
+
+def markdown(summary: dict) -> str:
+    streams = summary["streams"]
+    lines = [
+        f"# Detection on streams: {summary['export_dir']}", "",
+        f"`{summary['command']}`", "",
+        f"Keywords stream: {streams['keywords']['minutes']:.1f} min, "
+        f"{streams['keywords']['keywords']} keywords; negatives stream: "
+        f"{streams['negatives']['hours']:.2f} h, {streams['negatives']['words']} other words. "
+        f"From the {summary['split']} split of {summary['data_dir']}, seed {summary['seed']}. "
+        f"Scores averaged over {1000 * summary['settings']['average_window_s']:.0f} ms, "
+        f"at least {summary['settings']['minimum_count']} results, "
+        f"{1000 * summary['settings']['suppression_s']:.0f} ms suppression after the score "
+        "falls.", "",
+        "| detector | at 0.5 false accepts/h | at 1/h | at 10/h | at threshold 0.5 | "
+        "real-time factor |",
+        "|---|---|---|---|---|---:|",
+    ]
+    for result in summary["variants"]:
+        half = next(p for p in result["points"] if p["threshold"] == 0.5)
+        lines.append(
+            f"| {result['name']} | {_point(result['at']['0.5'])} | {_point(result['at']['1.0'])}"
+            f" | {_point(result['at']['10.0'])} | {100 * half['miss_rate']:.1f} % missed, "
+            f"{half['false_accepts_per_hour']:.1f}/h | {result['real_time_factor']:.4f} |")
+    if summary.get("recommended"):
+        chosen = summary["recommended"]
+        lines += ["", f"Recommended: {chosen['model']} at threshold {chosen['threshold']:.2f} "
+                  f"({100 * chosen['miss_rate']:.1f} % missed, "
+                  f"{chosen['false_accepts_per_hour']:.2f} false accepts per hour)."]
+    return "\n".join(lines) + "\n"
+
+
+def write_threshold(export_dir: Path, manifest: dict, recommended: dict) -> None:
+    """Records the recommended detector in the export's manifest (written whole, renamed)."""
+    manifest = {**manifest, detect.DETECTOR_KEY: recommended}
+    fileio.write_text_atomic(export_dir / device.MANIFEST, json.dumps(manifest, indent=2) + "\n")
+
+
+def stream_eval(export_dir: Path, data_dir: Path, output_dir: Path, split: str,
+                negative_hours: float, keyword_repeats: int, noise_volume: float, seed: int,
+                base: detect.DetectorSettings, tolerance_s: float, reset_every_s: float,
+                window_stride_ms: float, false_accepts_per_hour: float,
+                command: str) -> dict:
+    from kws.audio import write_wav
+    from kws.data.folder import load_background
+    from kws.evaluate import load_evaluation_clips
+
+    manifest = json.loads((export_dir / device.MANIFEST).read_text()) \
+        if (export_dir / device.MANIFEST).is_file() else None
+    if manifest is None:
+        raise InputError(f"--export_dir={export_dir}: no {device.MANIFEST} (export a model "
+                         "with python -m kws.export)")
+    front_end = FrontEnd.from_dict(manifest)
+    clips, _, _ = load_evaluation_clips(data_dir, front_end, split)
+    labels = [front_end.labels[index] for index in clips.labels]
+    keywords = [label for label in front_end.labels if label not in device.SPECIAL_FOLDERS]
+    background = load_background(data_dir, front_end.features, [])
+    streams = test_streams(list(clips.clips), labels, keywords, background, negative_hours,
+                           keyword_repeats, noise_volume, front_end.features.sample_rate, seed)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for name, stream in streams.items():
+        write_wav(output_dir / f"{name}.wav", stream.samples, stream.sample_rate)
+        fileio.write_text_atomic(output_dir / f"{name}.csv", "label,start_s,end_s\n" + "".join(
+            f"{w.label},{w.start_s:.4f},{w.end_s:.4f}\n" for w in stream.words))
+    results = []
+    for variant in variants(reset_every_s, window_stride_ms):
+        print(f"Running the detector: {variant.name} ...", flush=True)
+        start = time.perf_counter()
+        result = evaluate_variant(variant, export_dir, manifest, streams, base, tolerance_s)
+        audio_s = sum(stream.seconds for stream in streams.values())
+        result["real_time_factor"] = (time.perf_counter() - start) / audio_s
+        results.append(result)
+    recommended = None
+    reached = [(result, operating_point(result["points"], false_accepts_per_hour))
+               for result in results]
+    reached = [(result, point) for result, point in reached if point]
+    if reached:
+        result, point = min(reached, key=lambda item: item[1]["miss_rate"])
+        recommended = {"model": result["file"], "threshold": point["threshold"],
+                       "reset_every_s": result["reset_every_s"],
+                       "window_stride_ms": result["window_stride_ms"],
+                       "average_window_s": base.average_window_s,
+                       "minimum_count": base.minimum_count, "suppression_s": base.suppression_s,
+                       "miss_rate": point["miss_rate"],
+                       "false_accepts_per_hour": point["false_accepts_per_hour"],
+                       "measured_by": command}
+    summary = {
+        "command": command, "export_dir": str(export_dir), "data_dir": str(data_dir),
+        "split": split, "seed": seed, "settings": dataclasses.asdict(base),
+        "tolerance_s": tolerance_s,
+        "streams": {
+            "keywords": {"minutes": streams["keywords"].seconds / 60,
+                         "keywords": sum(w.label in keywords for w in streams["keywords"].words),
+                         "other_words": sum(w.label not in keywords
+                                            for w in streams["keywords"].words)},
+            "negatives": {"hours": streams["negatives"].seconds / 3600,
+                          "words": len(streams["negatives"].words)},
+        },
+        "variants": results, "recommended": recommended,
+    }
+    fileio.write_text_atomic(output_dir / "stream_eval.json", json.dumps(summary, indent=2) + "\n")
+    fileio.write_text_atomic(output_dir / "stream_eval.md", markdown(summary))
+    plot_det(results, output_dir / "det.png")
+    return summary
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        sys.exit(f"kws.stream_eval: error: unexpected arguments {argv[1:]}")
+    try:
+        base = detect.DetectorSettings(average_window_s=_AVERAGE_WINDOW_MS.value / 1000,
+                                       minimum_count=_MINIMUM_COUNT.value,
+                                       suppression_s=_SUPPRESSION_MS.value / 1000)
+        export_dir = Path(_EXPORT_DIR.value)
+        summary = stream_eval(
+            export_dir, Path(_DATA_DIR.value), Path(_OUTPUT_DIR.value), _SPLIT.value,
+            _NEGATIVE_HOURS.value, _KEYWORD_REPEATS.value, _NOISE_VOLUME.value, _SEED.value,
+            base, _TOLERANCE_MS.value / 1000, _RESET_EVERY_S.value, _WINDOW_STRIDE_MS.value,
+            _FALSE_ACCEPTS_PER_HOUR.value, "python -m kws.stream_eval " + " ".join(
+                flag for flag in sys.argv[1:]))
+        if _WRITE_THRESHOLD.value:
+            if summary["recommended"] is None:
+                raise InputError(f"no detector reached {_FALSE_ACCEPTS_PER_HOUR.value} false "
+                                 "accepts per hour; the manifest is left as it was")
+            write_threshold(export_dir, json.loads((export_dir / device.MANIFEST).read_text()),
+                            summary["recommended"])
+    except (InputError, device.BenchmarkError) as error:
+        sys.exit(f"kws.stream_eval: error: {error}")
+    except OSError as error:
+        sys.exit(f"kws.stream_eval: error: {describe_os_error(error)}")
+    print(markdown(summary))
+    print(f"Written to {_OUTPUT_DIR.value}/ (stream_eval.json, stream_eval.md, det.png, "
+          "keywords.wav/.csv, negatives.wav/.csv)")
+
+
+if __name__ == "__main__":
+    _EXPORT_DIR = flags.DEFINE_string("export_dir", "export", "The export to measure: its "
+                                      f"{STREAM_FILE}, {WINDOW_FILE} and manifest.json.")
+    _DATA_DIR = flags.DEFINE_string("data_dir", "../shared/data/mini_speech_commands",
+                                    "Labelled clips, DATA_DIR/<word>/*.wav, with "
+                                    "_background_noise_/ for the noise.")
+    _OUTPUT_DIR = flags.DEFINE_string("output_dir", "stream_eval", "Where the results and "
+                                      "the streams go.")
+    _SPLIT = flags.DEFINE_enum("split", "testing", ["all", "training", "validation", "testing"],
+                               "Which clips of --data_dir the streams are built from.")
+    _NEGATIVE_HOURS = flags.DEFINE_float("negative_hours", 2.0, "Length of the negatives "
+                                         "stream.", lower_bound=0.01)
+    _KEYWORD_REPEATS = flags.DEFINE_integer("keyword_repeats", 4, "Times each keyword clip "
+                                            "is heard in the keywords stream (each at a new "
+                                            "offset and noise).", lower_bound=1)
+    _NOISE_VOLUME = flags.DEFINE_float("noise_volume", 0.1, "Background noise volume, drawn "
+                                       "up to this per slot (1 = as recorded).", lower_bound=0)
+    _SEED = flags.DEFINE_integer("seed", 0, "Seed of the streams.")
+    _AVERAGE_WINDOW_MS = flags.DEFINE_float("average_window_ms", 500, "Scores are averaged "
+                                            "over this window.", lower_bound=1)
+    _MINIMUM_COUNT = flags.DEFINE_integer("minimum_count", 3, "Fewest results in the window "
+                                          "for a detection.", lower_bound=1)
+    _SUPPRESSION_MS = flags.DEFINE_float("suppression_ms", 1000, "Quiet time after the "
+                                         "score falls below the threshold.", lower_bound=0)
+    _TOLERANCE_MS = flags.DEFINE_float("tolerance_ms", 750, "A detection this long after a "
+                                       "keyword's end still hits it.", lower_bound=0)
+    _RESET_EVERY_S = flags.DEFINE_float("reset_every_s", 2.0, "State reset period of the "
+                                        "staggered streaming detector.", lower_bound=0.1)
+    _WINDOW_STRIDE_MS = flags.DEFINE_float("window_stride_ms", 100, "How often the window "
+                                           "model runs.", lower_bound=10)
+    _FALSE_ACCEPTS_PER_HOUR = flags.DEFINE_float(
+        "false_accepts_per_hour", 1.0, "The operating point recommended: fewest misses with "
+        "at most this many false accepts per hour.", lower_bound=0)
+    _WRITE_THRESHOLD = flags.DEFINE_bool("write_threshold", False, "Record the recommended "
+                                         "detector in the export's manifest.json.")
+    app.run(main)
