@@ -18,6 +18,7 @@ the device computes features exactly as training did.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -135,8 +136,9 @@ class SignatureModel:
 
     def __init__(self, model: str | Path | bytes, num_threads: int = 1, use_xnnpack: bool = True):
         content = model if isinstance(model, bytes) else read_model(model)
-        self.interpreter = make_interpreter(content, num_threads, use_xnnpack,
-                                            "model" if isinstance(model, bytes) else str(model))
+        self._options = (content, num_threads, use_xnnpack,
+                         "model" if isinstance(model, bytes) else str(model))
+        self.interpreter = make_interpreter(*self._options)
         try:
             self.runner = self.interpreter.get_signature_runner(SIGNATURE)
         except ValueError:
@@ -160,6 +162,12 @@ class SignatureModel:
         outputs = self.runner(**quantized)
         return {name: dequantize(value, self.output_details[name])
                 for name, value in outputs.items()}
+
+    def raw_interpreter(self):
+        """A second interpreter of the same model, for raw ``set_tensor``/``invoke`` (the
+        signature runner holds references to its own interpreter's tensors, and invoke()
+        refuses then); tensor indices are the model's, so this model's details apply."""
+        return make_interpreter(*self._options)
 
     def zero_states(self) -> dict[str, np.ndarray]:
         return {name: np.zeros(detail["shape"], np.float32)
@@ -275,7 +283,15 @@ def tensor_dtypes(interpreter) -> dict[str, int]:
 
 
 def mel_filterbank(features: dict) -> np.ndarray:
-    """HTK mel filters ``(fft bins, mel bins)``, as ``keras.layers.MelSpectrogram`` makes them."""
+    """HTK mel filters ``(fft bins, mel bins)``, as ``keras.layers.MelSpectrogram`` makes them
+    (made once per configuration: a stream asks for them every few frames; read-only)."""
+    return _mel_filterbank(tuple(sorted(features.items())))
+
+
+@functools.lru_cache(maxsize=8)
+def _mel_filterbank(items: tuple) -> np.ndarray:
+    features = dict(items)
+
     def hz_to_mel(hz):
         return 1127.0 * np.log1p(np.asarray(hz, np.float64) / 700.0)
 
@@ -287,6 +303,7 @@ def mel_filterbank(features: dict) -> np.ndarray:
     falling = (edges[2:] - bin_mel[:, None]) / (edges[2:] - edges[1:-1])
     filters = np.maximum(0.0, np.minimum(rising, falling))
     filters[0] = 0.0  # the DC bin is left out
+    filters.setflags(write=False)
     return filters
 
 
@@ -516,10 +533,7 @@ def benchmark_content(content: bytes, path: Path, args: argparse.Namespace) -> d
                              "inputs), e.g. gru_int8_stream.tflite")
     # Inputs are set once and only invoke() is timed, as benchmark_model does; a streaming
     # model also copies its new states to its state inputs, as a device loop must.
-    # A second interpreter, without a signature runner holding its tensors, for raw invokes;
-    # tensor indices are the model's, so the runner's details apply to it.
-    interpreter = make_interpreter(content, args.num_threads, args.use_xnnpack, str(path))
-    invoke = timed_invoke(interpreter, model)
+    invoke = timed_invoke(model.raw_interpreter(), model)
     _, _, runtime = load_runtime()
     result = {
         "model": str(path), "runtime": runtime, "size_bytes": len(content),

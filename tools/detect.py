@@ -113,6 +113,10 @@ class StreamScorer:
     """Class scores after every frame from a streaming model (one frame and the GRU states
     in, new states out), the states carried from frame to frame.
 
+    States stay in the model's own integers between invokes: each new state is mapped to
+    the state input's scale by a table made once (the exact ``quantize(dequantize(x))``),
+    so a frame costs one invoke and a few tensor copies.
+
     Args:
         model: The streaming model.
         reset_every_frames: 0 carries the states for the whole stream. Otherwise two
@@ -123,33 +127,58 @@ class StreamScorer:
     """
 
     def __init__(self, model: device.SignatureModel, reset_every_frames: int = 0):
-        self.model = model
+        self.interpreter = model.raw_interpreter()
+        self.inputs, self.outputs = model.input_details, model.output_details
+        self.state_names = [name for name in self.inputs if name.startswith("state_")]
+        self.carry = {name: _requantizer(self.outputs[f"new_{name}"], self.inputs[name])
+                      for name in self.state_names}
+        self.zero = {name: device.quantize(np.zeros(self.inputs[name]["shape"], np.float32),
+                                           self.inputs[name]) for name in self.state_names}
         self.reset_every = reset_every_frames
-        self.streams = [model.zero_states()] * (2 if reset_every_frames else 1)
+        self.streams = [dict(self.zero) for _ in range(2 if reset_every_frames else 1)]
         self.frame = 0
 
     def push(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Frame indices and class scores ``(n, classes)``, one per frame."""
-        scores = []
-        for frame in frames:
+        quantized = device.quantize(frames[:, None], self.inputs["frame"])
+        raw_scores = []
+        for frame in quantized:
             oldest = 0
             if self.reset_every:
                 ages = [(self.frame + index * (self.reset_every // 2)) % self.reset_every
                         for index in range(2)]
                 for index, age in enumerate(ages):
                     if age == 0:
-                        self.streams[index] = self.model.zero_states()
+                        self.streams[index] = dict(self.zero)
                 oldest = int(np.argmax(ages))
-            outputs = [self._step(frame, index) for index in range(len(self.streams))]
-            scores.append(outputs[oldest])
+            scores = [self._step(frame, states) for states in self.streams]
+            raw_scores.append(scores[oldest])
             self.frame += 1
         indices = np.arange(self.frame - len(frames), self.frame)
-        return indices, np.reshape(scores, (len(frames), -1))
+        classes = self.outputs["scores"]["shape"][-1]
+        return indices, device.dequantize(np.reshape(raw_scores, (len(frames), classes)),
+                                          self.outputs["scores"])
 
-    def _step(self, frame: np.ndarray, index: int) -> np.ndarray:
-        outputs = self.model(frame=frame[None], **self.streams[index])
-        self.streams[index] = {name: outputs[f"new_{name}"] for name in self.streams[index]}
-        return outputs["scores"][0]
+    def _step(self, frame: np.ndarray, states: dict[str, np.ndarray]) -> np.ndarray:
+        interpreter = self.interpreter
+        interpreter.set_tensor(self.inputs["frame"]["index"], frame)
+        for name in self.state_names:
+            interpreter.set_tensor(self.inputs[name]["index"], states[name])
+        interpreter.invoke()
+        for name in self.state_names:
+            states[name] = self.carry[name](
+                interpreter.get_tensor(self.outputs[f"new_{name}"]["index"]))
+        return interpreter.get_tensor(self.outputs["scores"]["index"])[0]
+
+
+def _requantizer(source: dict, target: dict):
+    """A function from a tensor of ``source``'s dtype and scale to ``target``'s."""
+    if np.dtype(source["dtype"]).kind not in "iu":
+        return lambda values: device.quantize(values, target)
+    info = np.iinfo(source["dtype"])
+    every = np.arange(info.min, info.max + 1).astype(source["dtype"])
+    table = device.quantize(device.dequantize(every, source), target)
+    return lambda values: table[values.astype(np.int64) - info.min]
 
 
 class WindowScorer:
