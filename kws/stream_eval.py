@@ -411,9 +411,10 @@ if __name__ == "__main__":
                                          "score falls below the threshold.", lower_bound=0)
     _TOLERANCE_MS = flags.DEFINE_float("tolerance_ms", 750, "A detection this long after a "
                                        "keyword's end still hits it.", lower_bound=0)
-    _RESET_EVERY_S = flags.DEFINE_float("reset_every_s", 2.0, "State reset period of the "
-                                        "staggered streaming detector.", lower_bound=0.1)
-    _WINDOW_STRIDE_MS = flags.DEFINE_float("window_stride_ms", 100, "How often the window "
+    _RESET_EVERY_S = flags.DEFINE_float("reset_every_s", detect.RESET_EVERY_S, "State reset "
+                                        "period of the staggered streaming detector.",
+                                        lower_bound=0.1)
+    _WINDOW_STRIDE_MS = flags.DEFINE_float("window_stride_ms", detect.WINDOW_STRIDE_MS, "How often the window "
                                            "model runs.", lower_bound=10)
     _FALSE_ACCEPTS_PER_HOUR = flags.DEFINE_float(
         "false_accepts_per_hour", 1.0, "The operating point recommended: fewest misses with "

@@ -1,0 +1,122 @@
+"""kws.stream_eval: the test streams, the scoring of detections, the operating points and a
+short run on real voices."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from kws import detect, stream_eval
+from tests.fixtures import MINI_SPEECH_COMMANDS, MINI_SPEECH_COMMANDS_MISSING
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def word(label: str, start_s: float) -> stream_eval.Word:
+    return stream_eval.Word(label, start_s, start_s + 1.0)
+
+
+class StreamsTest(tf.test.TestCase):
+    def test_words_lie_where_the_list_says_in_their_slots(self):
+        clips = [np.full(1000, value, np.float32) for value in (0.1, 0.2, 0.3)]
+        stream = stream_eval.build_stream(clips, ["yes", "no", "go"], slot_s=0.5, slots=6,
+                                          background=(), noise_volume=0.0, sample_rate=8000,
+                                          rng=np.random.default_rng(0))
+        self.assertLen(stream.samples, 6 * 4000)
+        self.assertEqual([w.label for w in stream.words], ["yes", "no", "go"] * 2)
+        for index, entry in enumerate(stream.words):
+            start = round(entry.start_s * 8000)
+            self.assertBetween(start, index * 4000, index * 4000 + 3000)
+            self.assertAllClose(stream.samples[start : start + 1000],
+                                np.full(1000, 0.1 * (index % 3 + 1)))
+            self.assertEqual(np.count_nonzero(stream.samples[index * 4000 : index * 4000 + 4000]),
+                             1000)
+
+    def test_the_keywords_stream_and_the_negatives_stream(self):
+        labels = ["yes"] * 7 + ["go"] * 5
+        clips = [np.full(800, i + 1, np.float32) / 100 for i in range(12)]
+        noise = (np.random.default_rng(0).standard_normal(20000).astype(np.float32),)
+        streams = stream_eval.test_streams(clips, labels, ["yes"], noise, negative_hours=0.01,
+                                           keyword_repeats=2, noise_volume=0.1,
+                                           sample_rate=8000, seed=3)
+        keywords = [w.label for w in streams["keywords"].words]
+        self.assertEqual(keywords.count("yes"), 14)  # each keyword clip twice
+        self.assertEqual(keywords.count("go"), 6)  # 30 % of the slots
+        negatives = streams["negatives"]
+        self.assertNotIn("yes", [w.label for w in negatives.words])
+        self.assertAlmostEqual(negatives.seconds, 36.0)
+        self.assertLen(negatives.words, 24)
+        again = stream_eval.test_streams(clips, labels, ["yes"], noise, 0.01, 2, 0.1, 8000, 3)
+        self.assertAllEqual(again["negatives"].samples, negatives.samples)  # seeded
+
+    def test_a_split_without_other_words_is_named(self):
+        with self.assertRaisesRegex(Exception, "no clips of other words"):
+            stream_eval.test_streams([np.zeros(10)], ["yes"], ["yes"], (), 0.01, 1, 0.1,
+                                     8000, 0)
+
+
+class ScoringTest(tf.test.TestCase):
+    def test_hits_and_false_accepts(self):
+        words = (word("yes", 1.0), word("go", 4.0), word("no", 7.0), word("yes", 10.0))
+
+        def found(*events):
+            return [detect.Detection(t, label, 0.9) for t, label in events]
+
+        keywords = ["yes", "no"]
+        # A hit within the word or up to the tolerance after it; the second firing on one
+        # word, a wrong label, a firing on another word and a late one are false accepts.
+        self.assertEqual(stream_eval.match(found((1.5, "yes"), (1.9, "yes"), (4.5, "yes"),
+                                                 (7.2, "yes"), (8.6, "no"), (11.9, "yes")),
+                                           words, keywords, tolerance_s=0.75),
+                         (2, 4))
+        self.assertEqual(stream_eval.match([], words, keywords, 0.75), (0, 0))
+
+    def test_operating_points(self):
+        points = [{"threshold": t, "miss_rate": m, "false_accepts_per_hour": f}
+                  for t, m, f in ((0.3, 0.05, 30.0), (0.5, 0.1, 8.0), (0.6, 0.1, 5.0),
+                                  (0.9, 0.4, 0.5))]
+        self.assertEqual(stream_eval.operating_point(points, 10)["threshold"], 0.5)
+        self.assertEqual(stream_eval.operating_point(points, 1)["threshold"], 0.9)
+        self.assertIsNone(stream_eval.operating_point(points, 0.1))
+
+
+class CommandTest(tf.test.TestCase):
+    def test_a_short_run_on_real_voices_and_the_recommended_threshold(self):
+        if not MINI_SPEECH_COMMANDS.is_dir():
+            self.skipTest(MINI_SPEECH_COMMANDS_MISSING)
+        export = Path(self.create_tempdir().full_path) / "export"
+        shutil.copytree(ROOT / "export", export)
+        out = Path(self.create_tempdir().full_path)
+        result = subprocess.run(
+            [sys.executable, "-m", "kws.stream_eval", f"--export_dir={export}",
+             f"--data_dir={MINI_SPEECH_COMMANDS}", f"--output_dir={out}", "--split=testing",
+             "--negative_hours=0.02", "--keyword_repeats=1", "--false_accepts_per_hour=1000",
+             "--write_threshold"], capture_output=True, text=True, timeout=600, cwd=ROOT)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        summary = json.loads((out / "stream_eval.json").read_text())
+        self.assertLen(summary["variants"], 3)
+        self.assertEqual(summary["streams"]["keywords"]["keywords"], 277)  # 3 words' test clips
+        for variant in summary["variants"]:
+            points = variant["points"]
+            self.assertLen(points, 99)
+            self.assertLessEqual(points[-1]["negatives_false_accepts"],
+                                 points[0]["negatives_false_accepts"])
+        # The window model hears most keywords at threshold 0.5.
+        window = summary["variants"][2]
+        self.assertLess(next(p for p in window["points"] if p["threshold"] == 0.5)["miss_rate"],
+                        0.25)
+        for name in ("stream_eval.md", "det.png", "keywords.wav", "keywords.csv",
+                     "negatives.wav", "negatives.csv"):
+            self.assertTrue((out / name).is_file(), name)
+        manifest = json.loads((export / "manifest.json").read_text())
+        self.assertEqual(manifest[detect.DETECTOR_KEY], summary["recommended"])
+        self.assertEqual(manifest["files"], json.loads(
+            (ROOT / "export" / "manifest.json").read_text())["files"])
+
+
+if __name__ == "__main__":
+    tf.test.main()
