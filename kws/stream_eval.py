@@ -414,8 +414,8 @@ if __name__ == "__main__":
     _RESET_EVERY_S = flags.DEFINE_float("reset_every_s", detect.RESET_EVERY_S, "State reset "
                                         "period of the staggered streaming detector.",
                                         lower_bound=0.1)
-    _WINDOW_STRIDE_MS = flags.DEFINE_float("window_stride_ms", detect.WINDOW_STRIDE_MS, "How often the window "
-                                           "model runs.", lower_bound=10)
+    _WINDOW_STRIDE_MS = flags.DEFINE_float("window_stride_ms", detect.WINDOW_STRIDE_MS,
+                                           "How often the window model runs.", lower_bound=10)
     _FALSE_ACCEPTS_PER_HOUR = flags.DEFINE_float(
         "false_accepts_per_hour", 1.0, "The operating point recommended: fewest misses with "
         "at most this many false accepts per hour.", lower_bound=0)
