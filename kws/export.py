@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow as tf
 from absl import app, flags, logging
 
-from kws import benchmark_tflite, fileio
+from kws import benchmark_tflite, fileio, micro
 from kws.config import FrontEnd
 from kws.errors import InputError, describe_os_error
 from kws.models import load_trained_model
@@ -25,6 +25,7 @@ WINDOW_FLOAT = "gru_float32.tflite"
 WINDOW_INT8 = "gru_int8.tflite"
 STREAM_INT8 = "gru_int8_stream.tflite"
 MANIFEST = "manifest.json"
+MICRO_FILES = (STREAM_INT8, WINDOW_INT8)  # also written as C arrays for TensorFlow Lite Micro
 CALIBRATION_CLIPS = 256
 # Frames of each calibration clip whose streaming states calibrate the streaming model.
 CALIBRATION_FRAME_STRIDE = 4
@@ -140,6 +141,8 @@ def export(model_path: Path, front_end: FrontEnd, calibration: np.ndarray,
             "test_accuracy": float(np.mean(predictions == test_labels)),
             "inputs": benchmark_tflite.tensor_specs(runner.input_details),
             "outputs": benchmark_tflite.tensor_specs(runner.output_details)}
+        if name in MICRO_FILES:
+            manifest["files"][name]["micro"] = micro.write_c_files(out_dir, flatbuffer, name)
         logging.info("%s: %d bytes, test accuracy %.2f %%", name, len(flatbuffer),
                      100 * manifest["files"][name]["test_accuracy"])
     manifest["int8_stream_agrees_with_window"] = float(

@@ -94,9 +94,10 @@ def build_stream(clips: list[np.ndarray], labels: list[str], slot_s: float, slot
 def test_streams(clips: np.ndarray, labels: list[str], keywords: list[str],
                  background: tuple[np.ndarray, ...], negative_hours: float,
                  keyword_repeats: int, noise_volume: float, sample_rate: int,
-                 seed: int) -> dict[str, Stream]:
+                 seed: int, max_keyword_clips: int = 0) -> dict[str, Stream]:
     """The keywords stream (each keyword clip ``keyword_repeats`` times, shuffled, with
-    other words in 30 % of the slots) and the negatives stream."""
+    other words in 30 % of the slots; at most ``max_keyword_clips`` of them when not 0)
+    and the negatives stream."""
     rng = np.random.default_rng(seed)
     is_keyword = np.array([label in keywords for label in labels])
     keyword_clips, other_clips = np.flatnonzero(is_keyword), np.flatnonzero(~is_keyword)
@@ -105,6 +106,8 @@ def test_streams(clips: np.ndarray, labels: list[str], keywords: list[str],
     if not len(other_clips):
         raise InputError("no clips of other words in the split for the negatives stream "
                          "(the data needs word folders besides the keywords)")
+    if max_keyword_clips:
+        keyword_clips = rng.permutation(keyword_clips)[:max_keyword_clips]
     chosen = np.tile(keyword_clips, keyword_repeats)
     others = round(len(chosen) * (1 - KEYWORD_SHARE) / KEYWORD_SHARE)
     chosen = rng.permutation(np.concatenate([chosen, rng.choice(other_clips, others)]))
@@ -289,7 +292,8 @@ def write_threshold(export_dir: Path, manifest: dict, recommended: dict) -> None
 
 
 def stream_eval(export_dir: Path, data_dir: Path, output_dir: Path, split: str,
-                negative_hours: float, keyword_repeats: int, noise_volume: float, seed: int,
+                negative_hours: float, keyword_repeats: int, max_keyword_clips: int,
+                noise_volume: float, seed: int,
                 base: detect.DetectorSettings, tolerance_s: float, reset_every_s: float,
                 window_stride_ms: float, false_accepts_per_hour: float,
                 command: str) -> dict:
@@ -308,7 +312,8 @@ def stream_eval(export_dir: Path, data_dir: Path, output_dir: Path, split: str,
     keywords = [label for label in front_end.labels if label not in device.SPECIAL_FOLDERS]
     background = load_background(data_dir, front_end.features, [])
     streams = test_streams(list(clips.clips), labels, keywords, background, negative_hours,
-                           keyword_repeats, noise_volume, front_end.features.sample_rate, seed)
+                           keyword_repeats, noise_volume, front_end.features.sample_rate, seed,
+                           max_keyword_clips)
     output_dir.mkdir(parents=True, exist_ok=True)
     for name, stream in streams.items():
         write_wav(output_dir / f"{name}.wav", stream.samples, stream.sample_rate)
@@ -366,7 +371,8 @@ def main(argv: list[str]) -> None:
         export_dir = Path(_EXPORT_DIR.value)
         summary = stream_eval(
             export_dir, Path(_DATA_DIR.value), Path(_OUTPUT_DIR.value), _SPLIT.value,
-            _NEGATIVE_HOURS.value, _KEYWORD_REPEATS.value, _NOISE_VOLUME.value, _SEED.value,
+            _NEGATIVE_HOURS.value, _KEYWORD_REPEATS.value, _MAX_KEYWORD_CLIPS.value,
+            _NOISE_VOLUME.value, _SEED.value,
             base, _TOLERANCE_MS.value / 1000, _RESET_EVERY_S.value, _WINDOW_STRIDE_MS.value,
             _FALSE_ACCEPTS_PER_HOUR.value, "python -m kws.stream_eval " + " ".join(
                 flag for flag in sys.argv[1:]))
@@ -400,6 +406,9 @@ if __name__ == "__main__":
     _KEYWORD_REPEATS = flags.DEFINE_integer("keyword_repeats", 4, "Times each keyword clip "
                                             "is heard in the keywords stream (each at a new "
                                             "offset and noise).", lower_bound=1)
+    _MAX_KEYWORD_CLIPS = flags.DEFINE_integer(
+        "max_keyword_clips", 0, "Use at most this many keyword clips, drawn with --seed (0: "
+        "all; fewer for a quick look).", lower_bound=0)
     _NOISE_VOLUME = flags.DEFINE_float("noise_volume", 0.1, "Background noise volume, drawn "
                                        "up to this per slot (1 = as recorded).", lower_bound=0)
     _SEED = flags.DEFINE_integer("seed", 0, "Seed of the streams.")
