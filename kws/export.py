@@ -19,6 +19,8 @@ from kws import benchmark_tflite, fileio, micro
 from kws.config import FrontEnd
 from kws.errors import InputError, describe_os_error
 from kws.models import load_trained_model
+from kws.report import REPORT_FILENAME
+from kws.run import load_data, read_report
 from kws.streaming import GRUClassifier
 
 WINDOW_FLOAT = "gru_float32.tflite"
@@ -175,20 +177,15 @@ _MODEL = flags.DEFINE_string("model", None, "A trained gru model, <run>/gru.kera
 
 def main(argv: list[str]) -> None:
     del argv
-    from kws.training import config_from_report, load_data
-
     try:
         if not _MODEL.value:
             raise InputError("--model is required, e.g. --model=export/runs/<run>/gru.keras")
         model_path = Path(_MODEL.value)
         load_trained_model(model_path)  # a bad file fails now, not after loading the data
-        report_path = model_path.parent / "report.json"
-        try:
-            run_report = json.loads(report_path.read_text())
-            config = config_from_report(run_report)
-            keras_accuracy = run_report["models"]["gru"]["test_accuracy"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise InputError(f"{report_path}: cannot read the run's report ({error})") from None
+        run_report, config = read_report(model_path.parent)
+        keras_accuracy = run_report.get("models", {}).get("gru", {}).get("test_accuracy")
+        if keras_accuracy is None:
+            raise InputError(f"{model_path.parent / REPORT_FILENAME}: the run trained no gru")
         manifest = export_run(model_path, load_data(config), FrontEnd.load(model_path.parent),
                               keras_accuracy, run_report["config"])
     except InputError as error:

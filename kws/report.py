@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 from kws import fileio  # noqa: E402
 from kws.models import STUDY  # noqa: E402
 
+REPORT_FILENAME = "report.json"
 CURVES_FILENAME = "curves.png"
 CONFUSION_FILENAME = "confusion.png"
 
@@ -108,5 +109,5 @@ def plot_confusion(matrices: dict[str, np.ndarray], labels: tuple[str, ...], pat
 
 def write_report(run_dir: Path, report: dict) -> None:
     """``report.json`` and ``report.md``; both are complete or absent, never torn."""
-    fileio.write_text_atomic(run_dir / "report.json", json.dumps(report, indent=2) + "\n")
+    fileio.write_text_atomic(run_dir / REPORT_FILENAME, json.dumps(report, indent=2) + "\n")
     fileio.write_text_atomic(run_dir / "report.md", _markdown(report))

@@ -296,7 +296,7 @@ def stream_eval(export_dir: Path, data_dir: Path, output_dir: Path, split: str,
                 noise_volume: float, seed: int,
                 base: detect.DetectorSettings, tolerance_s: float, reset_every_s: float,
                 window_stride_ms: float, false_accepts_per_hour: float,
-                command: str) -> dict:
+                command: str, save_streams: bool = True) -> dict:
     from kws.audio import write_wav
     from kws.data.folder import load_background
     from kws.evaluate import load_evaluation_clips
@@ -315,8 +315,9 @@ def stream_eval(export_dir: Path, data_dir: Path, output_dir: Path, split: str,
                            keyword_repeats, noise_volume, front_end.features.sample_rate, seed,
                            max_keyword_clips)
     output_dir.mkdir(parents=True, exist_ok=True)
-    for name, stream in streams.items():
-        write_wav(output_dir / f"{name}.wav", stream.samples, stream.sample_rate)
+    for name, stream in streams.items() if save_streams else ():
+        with fileio.atomic_path(output_dir / f"{name}.wav") as tmp:
+            write_wav(tmp, stream.samples, stream.sample_rate)
         fileio.write_text_atomic(output_dir / f"{name}.csv", "label,start_s,end_s\n" + "".join(
             f"{w.label},{w.start_s:.4f},{w.end_s:.4f}\n" for w in stream.words))
     results = []
@@ -375,7 +376,7 @@ def main(argv: list[str]) -> None:
             _NOISE_VOLUME.value, _SEED.value,
             base, _TOLERANCE_MS.value / 1000, _RESET_EVERY_S.value, _WINDOW_STRIDE_MS.value,
             _FALSE_ACCEPTS_PER_HOUR.value, "python -m kws.stream_eval " + " ".join(
-                flag for flag in sys.argv[1:]))
+                flag for flag in sys.argv[1:]), _SAVE_STREAMS.value)
         if _WRITE_THRESHOLD.value:
             if summary["recommended"] is None:
                 raise InputError(f"no detector reached {_FALSE_ACCEPTS_PER_HOUR.value} false "
@@ -428,6 +429,8 @@ if __name__ == "__main__":
     _FALSE_ACCEPTS_PER_HOUR = flags.DEFINE_float(
         "false_accepts_per_hour", 1.0, "The operating point recommended: fewest misses with "
         "at most this many false accepts per hour.", lower_bound=0)
+    _SAVE_STREAMS = flags.DEFINE_bool("save_streams", True, "Also write the streams (WAV) "
+                                      "and their word lists (CSV) to --output_dir.")
     _WRITE_THRESHOLD = flags.DEFINE_bool("write_threshold", False, "Record the recommended "
                                          "detector in the export's manifest.json.")
     app.run(main)

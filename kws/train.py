@@ -134,7 +134,7 @@ def config_from_flags():
     data_settings = data_flags.data_settings()
     from kws.data.augment import NO_AUGMENTATION, AugmentConfig  # these import TensorFlow
     from kws.recipe import Recipe
-    from kws.training import TrainConfig
+    from kws.run import TrainConfig
 
     output_dir = _OUTPUT_DIR.value or Path("export") / "runs" / datetime.datetime.now().strftime(
         "%Y%m%d-%H%M%S")

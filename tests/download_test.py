@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from kws.data import download
 from kws.errors import InputError
-from kws.training import TrainConfig, load_data
+from kws.run import TrainConfig, load_data
 from tests import fixtures
 
 

@@ -13,7 +13,8 @@ import tensorflow as tf
 from kws.data.split import SplitSpec
 from kws.errors import InputError
 from kws.evaluate import class_metrics, evaluate
-from kws.training import TrainConfig, train
+from kws.run import TrainConfig
+from kws.training import train
 from tests import fixtures
 
 WORDS = {"yes": 300.0, "no": 700.0}

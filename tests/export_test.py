@@ -15,8 +15,8 @@ import tensorflow as tf
 from kws import benchmark_tflite, export
 from kws.config import DEFAULT_CACHE_DIR, FrontEnd
 from kws.data.pipeline import features_array
+from kws.run import config_from_report, load_data
 from kws.streaming import GRUClassifier
-from kws.training import config_from_report, load_data
 from tests import fixtures
 from tests.streaming_test import small_gru_model
 

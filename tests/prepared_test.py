@@ -24,7 +24,8 @@ from kws.data.pipeline import (
 from kws.data.prepared import PrepareConfig, load_prepared, prepare
 from kws.data.split import SPLITS, SplitSpec
 from kws.errors import InputError
-from kws.training import TrainConfig, make_datasets, train
+from kws.run import TrainConfig
+from kws.training import make_datasets, train
 from tests import fixtures
 
 SPEAKERS = [f"spk{i:02d}" for i in range(20)]

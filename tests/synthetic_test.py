@@ -9,7 +9,7 @@ from kws.config import FeatureConfig
 from kws.data import synthetic
 from kws.data.split import SPLITS, SplitSpec
 from kws.errors import InputError
-from kws.training import TrainConfig, load_data
+from kws.run import TrainConfig, load_data
 from tests import fixtures
 
 SPEC = synthetic.SyntheticSpec(words=("yes", "no"), clips_per_word=12, seed=3)

@@ -22,7 +22,8 @@ from kws.data.pipeline import FEATURE_BATCH, features_array
 from kws.data.split import SPLITS, SplitSpec
 from kws.distribute import place_features
 from kws.errors import InputError
-from kws.training import BestWeights, TrainConfig, make_datasets, saved_config, train
+from kws.run import TrainConfig, saved_config
+from kws.training import BestWeights, make_datasets, train
 from tests import fixtures
 
 RUN_FILES = ("features.json", "report.json", "report.md", "history.json", "curves.png",

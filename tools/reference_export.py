@@ -36,8 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from kws import benchmark_tflite, fileio  # noqa: E402  (after the path is set)
+from kws import benchmark_tflite, detect, fileio, stream_eval  # noqa: E402  (after the path is set)
 from kws.errors import InputError, describe_os_error  # noqa: E402
+from kws.export import MANIFEST  # noqa: E402
 from kws.provenance import git_commit  # noqa: E402
 
 DATA = Path("..") / "shared" / "data"  # relative to the project: the manifest keeps it so
@@ -46,7 +47,8 @@ UNSEEN_WORDS_DATA = DATA / "speech_commands_v0.01_sample"
 TRAIN_FLAGS = (f"--data_dir={TRAINING_DATA}", "--wanted_words=yes,no,up", "--models=gru",
                "--unknown_percentage=100", "--synthetic_unknown_words=300",
                "--best_of_ties=last", "--seed=0")
-FILES = ("gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite", "manifest.json")
+MODEL_FILES = ("gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite")
+STREAM_EVAL_DIR = Path("docs") / "measurements" / "stream-eval"
 
 
 def keyword_share(labels: np.ndarray, predictions: np.ndarray, names: list[str]) -> float:
@@ -72,7 +74,7 @@ def measure(export_dir: Path, manifest: dict) -> dict:
     figures = {"unseen_words": sorted({entry.split("/")[0] for entry in unseen}),
                "unseen_clips": len(unseen), "files": {}}
     others = test_labels == unknown
-    for name in FILES[:-1]:
+    for name in MODEL_FILES:
         model = benchmark_tflite.SignatureModel(export_dir / name)
         predictions = np.argmax(benchmark_tflite.clip_scores(model, test_features), axis=-1)
         unseen_predictions = np.argmax(benchmark_tflite.clip_scores(model, unseen_features),
@@ -86,6 +88,23 @@ def measure(export_dir: Path, manifest: dict) -> dict:
                 np.full(len(unseen_predictions), unknown), unseen_predictions, names),
         }
     return figures
+
+
+def measure_streams(export_dir: Path) -> dict:
+    """``kws.stream_eval`` with its defaults on the test speakers: the DET curves go to
+    ``docs/measurements/stream-eval/``, the recommended detector into the manifest."""
+    summary = stream_eval.stream_eval(
+        export_dir, ROOT / TRAINING_DATA, ROOT / STREAM_EVAL_DIR, "testing", negative_hours=2.0,
+        keyword_repeats=4, max_keyword_clips=0, noise_volume=0.1, seed=0,
+        base=detect.DetectorSettings(), tolerance_s=0.75, reset_every_s=detect.RESET_EVERY_S,
+        window_stride_ms=detect.WINDOW_STRIDE_MS, false_accepts_per_hour=10.0,
+        command="python tools/reference_export.py", save_streams=False)
+    if summary["recommended"]:
+        stream_eval.write_threshold(export_dir, json.loads((export_dir / MANIFEST).read_text()),
+                                    summary["recommended"])
+    return {"recommended": summary["recommended"],
+            "operating_points": {variant["name"]: variant["at"]
+                                 for variant in summary["variants"]}}
 
 
 def markdown(record: dict) -> str:
@@ -130,10 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         if subprocess.run(command, cwd=ROOT).returncode != 0:
             raise InputError(f"kws.train failed (its log is above); rerun to resume {args.run_dir}")
         export_dir = ROOT / args.export_dir
-        for name in FILES:
+        manifest = json.loads((ROOT / args.run_dir / MANIFEST).read_text())
+        micro_files = [name for entry in manifest["files"].values()
+                       for name in entry.get("micro", {}).get("files", [])]
+        for name in (*MODEL_FILES, *micro_files, MANIFEST):  # the manifest last
             with fileio.atomic_path(export_dir / name) as tmp:
                 shutil.copyfile(ROOT / args.run_dir / name, tmp)
-        manifest = json.loads((export_dir / "manifest.json").read_text())
         record = {
             "command": " ".join(["python -m kws.train", *TRAIN_FLAGS]),
             "commit": commit,
@@ -143,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             "files": {name: {key: entry[key] for key in ("bytes", "sha256", "test_accuracy")}
                       for name, entry in manifest["files"].items()},
             "measured": measure(export_dir, manifest),
+            "streams": measure_streams(export_dir),
         }
         fileio.write_text_atomic(export_dir / "reference.json",
                                  json.dumps(record, indent=2) + "\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import socket
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
@@ -19,9 +20,11 @@ from kws.data.augment import (
     shift_frames,
     spec_augment,
 )
-from kws.data.dataset import ClipSet
 from kws.errors import InputError
 from kws.features import FeatureMoments, LogMelSpectrogram, normalize
+
+if TYPE_CHECKING:
+    from kws.data.dataset import ClipSet  # which builds its sources here
 
 # Features are computed in batches of this many clips, whatever the training batch: one
 # STFT call per batch is much faster than one per clip, and the frames of 32 clips (6.6 MB)
