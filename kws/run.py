@@ -62,7 +62,9 @@ class TrainConfig:
             ``_unknown_`` share afresh each epoch (``ExtraClasses.unknown_redraw``).
         synthetic_unknown_words: This many everyday English words (never a wanted word or
             one that sounds like it) spoken by eSpeak NG join the training split's
-            ``_unknown_`` clips; 0 for none. Folders and datasets only.
+            ``_unknown_`` clips of a folder or dataset; 0 for none. The synthetic source
+            then gets its own ``_unknown_`` (these words, in all splits, by speaker) and
+            ``_silence_`` (noise only, ``silence_percentage`` of each split).
         synthetic_unknown_clips: Clips of each of those words, in random synthetic voices.
         augmentation: What happens to training clips.
         data_service: Address of a tf.data service dispatcher (``host:port``) whose
@@ -140,11 +142,13 @@ class TrainConfig:
         if self.synthetic_unknown_words < 0:
             raise InputError("--synthetic_unknown_words must not be negative, got "
                              f"{self.synthetic_unknown_words!r}")
-        if self.synthetic_unknown_words and (self.unknown_percentage == 0 or (
-                self.data_dir is None and self.dataset is None)):
+        if self.synthetic_unknown_words and self.prepared_dir is not None:
+            raise InputError("--synthetic_unknown_words with --prepared_dir: prepared clips "
+                             "are fixed when preparing")
+        if self.synthetic_unknown_words and self.unknown_percentage == 0 and (
+                self.data_dir is not None or self.dataset is not None):
             raise InputError("--synthetic_unknown_words adds to the _unknown_ class of "
-                             "--data_dir or --dataset: it needs one of them and "
-                             "--unknown_percentage above 0")
+                             "--data_dir or --dataset: it needs --unknown_percentage above 0")
         check_choice("distribution", self.distribution, DISTRIBUTIONS)
         check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
         check_choice("features_on", self.features_on, FEATURE_PLACEMENTS)
@@ -284,9 +288,15 @@ def load_data(config: TrainConfig) -> LabelledClips | PreparedClips:
         return data.with_training_clips(clips, UNKNOWN, speakers, words)
     spec = SyntheticSpec(words=config.wanted_words or SYNTHETIC_WORDS,
                          clips_per_word=config.clips_per_word, seed=config.seed)
+    if config.synthetic_unknown_words:
+        logging.info("Synthetic %s (%d other words) and %s (noise, %g %% of each split)",
+                     UNKNOWN, config.synthetic_unknown_words, SILENCE,
+                     config.silence_percentage)
     logging.info(
         "No --data_dir: training on SYNTHETIC speech from eSpeak NG, a quick offline check that "
         "everything works. For a real keyword spotter, record your words as "
         "DATA_DIR/<word>/<speaker>_nohash_<n>.wav and pass --data_dir=DATA_DIR."
     )
-    return load_synthetic(spec, config.features, config.split, config.cache_dir)
+    return load_synthetic(spec, config.features, config.split, config.cache_dir,
+                          config.synthetic_unknown_words, config.synthetic_unknown_clips,
+                          config.silence_percentage)

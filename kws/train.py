@@ -76,7 +76,10 @@ _DROPOUT = flags.DEFINE_float("dropout", 0.0, "Dropout after every hidden layer 
 _SYNTHETIC_UNKNOWN_WORDS = flags.DEFINE_integer(
     "synthetic_unknown_words", 0, "Add this many everyday English words, spoken by eSpeak NG "
     "in the synthetic voices, to the training clips of _unknown_ (never a wanted word or "
-    "one that sounds like it; listed in the run folder); 0 for none.", lower_bound=0)
+    "one that sounds like it; listed in the run folder); 0 for none. Without --data_dir, "
+    "the synthetic run gains _unknown_ (these words) and _silence_ (noise only, "
+    "--silence_percentage), so a model trained from text alone can reject other sounds.",
+    lower_bound=0)
 _SYNTHETIC_UNKNOWN_CLIPS = flags.DEFINE_integer(
     "synthetic_unknown_clips", 10, "Clips of each --synthetic_unknown_words word.",
     lower_bound=1)

@@ -9,15 +9,18 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import keras
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+from kws import collective
 from kws.distribute import check_tf_config, describe, is_chief, make_strategy
 from kws.errors import InputError
 from kws.models import build_model
+from kws.recipe import Recipe
 from tests import fixtures
 
 ROOT = fixtures.ROOT
@@ -90,11 +93,13 @@ class DistributionsTest(tf.test.TestCase):
                                 atol=1 / test_clips + 1e-9, msg=name)
             self.assertEqual(reports[name]["data"], reports["default"]["data"])
         # The same initial weights and global batches, the gradients averaged over both
-        # workers: the first epoch's loss is the one-device loss up to float sums.
+        # replicas or workers: the first epoch's loss is the one-device loss up to float
+        # sums (accuracy on 4 test clips of a near-chance model says little).
         histories = {name: json.loads((self.root / name / "history.json").read_text())["gru"]
-                     for name in ("default", "multi_worker")}
-        self.assertAllClose(histories["multi_worker"]["loss"][0],
-                            histories["default"]["loss"][0], rtol=1e-3)
+                     for name in logs}
+        for name in ("mirrored", "multi_worker"):
+            self.assertAllClose(histories[name]["loss"][0], histories["default"]["loss"][0],
+                                rtol=1e-3, msg=name)
 
     def run_two_workers(self, flags: list[str]) -> str:
         """Runs ``python -m kws.train`` as worker 0 (the chief) and worker 1 on loopback;
@@ -154,6 +159,74 @@ class MixedPrecisionTest(tf.test.TestCase):
             self.assertEqual(model.count_params(), 70_531)
         finally:
             keras.mixed_precision.set_global_policy("float32")
+
+
+class LossScaleTest(tf.test.TestCase):
+    """The multi-worker loop's loss-scale path (``kws.collective``), on one device."""
+
+    def fitted_weights(self, precision: str) -> tuple[list[np.ndarray], list[np.ndarray],
+                                                      keras.Model]:
+        """Weights before and after one step of ``collective.fit``, and the model."""
+        keras.mixed_precision.set_global_policy(precision)
+        try:
+            keras.utils.set_random_seed(0)
+            model = build_model("fc", 3, (4, 5))
+            initial = [np.asarray(w, np.float32) for w in model.get_weights()]
+            optimizer = keras.optimizers.SGD(0.5)
+            if precision == "mixed_float16":  # as Keras' compile would wrap it, but with a
+                # first scale that cannot overflow float16 and skip the one step
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=128)
+            model.compile(optimizer=optimizer, loss="sparse_categorical_crossentropy")
+            rng = np.random.default_rng(0)
+            data = tf.data.Dataset.from_tensor_slices(
+                (rng.standard_normal((8, 4, 5)).astype("float32"), np.arange(8) % 3)).batch(8)
+            collective.fit(model, data, epochs=1, callbacks=[],
+                           strategy=tf.distribute.get_strategy(), global_batch_size=8,
+                           per_clip_loss=Recipe(label_smoothing=0.0).loss(reduction=None))
+            return initial, [np.asarray(w, np.float32) for w in model.get_weights()], model
+        finally:
+            keras.mixed_precision.set_global_policy("float32")
+
+    def test_mixed_float16_steps_like_float32(self):
+        before, single, _ = self.fitted_weights("float32")
+        scale_loss = keras.optimizers.LossScaleOptimizer.scale_loss
+        with mock.patch.object(keras.optimizers.LossScaleOptimizer, "scale_loss",
+                               autospec=True, side_effect=scale_loss) as scaled:
+            same_start, half, model = self.fitted_weights("mixed_float16")
+        scaled.assert_called()  # the loop scales the loss before taking gradients
+        self.assertAllClose(same_start, before)
+        self.assertEqual(float(model.optimizer.dynamic_scale), 128.0)  # the step was taken
+        # One SGD step of the loss times 128: the same update as float32 (the scale divided
+        # out again), not 128 times larger, up to float16's precision.
+        for w16, w32, w0 in zip(half, single, before, strict=True):
+            self.assertAllClose(w16 - w0, w32 - w0, atol=2e-3, rtol=2e-2)
+        largest = max(np.abs(w - w0).max() for w, w0 in zip(single, before, strict=True))
+        self.assertGreater(largest, 1e-2)
+
+
+class MixedPrecisionRunTest(tf.test.TestCase):
+    def test_a_mixed_bfloat16_run_trains_saves_exports_and_reports(self):
+        root = Path(self.create_tempdir().full_path)
+        words = fixtures.write_word_folder(root / "words", {"yes": 300.0, "no": 700.0},
+                                           [f"spk{i:02d}" for i in range(20)], takes=2)
+        result = subprocess.run(
+            [sys.executable, "-m", "kws.train", f"--data_dir={words}", "--models=gru",
+             "--epochs=1", "--batch_size=16", "--silence_percentage=0",
+             "--mixed_precision=mixed_bfloat16", f"--output_dir={root / 'run'}"],
+            capture_output=True, text=True, timeout=600, cwd=ROOT)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        self.assertIn("mixed_bfloat16", result.stderr)
+        report = json.loads((root / "run" / "report.json").read_text())
+        self.assertEqual(report["config"]["mixed_precision"], "mixed_bfloat16")
+        self.assertEqual(report["models"]["gru"]["params"], build_model("gru", 2).count_params())
+        model = keras.saving.load_model(root / "run" / "gru.keras", compile=False)
+        self.assertEqual(model.layers[0].compute_dtype, "bfloat16")
+        manifest = json.loads((root / "run" / "manifest.json").read_text())
+        # The export computes in float32 whatever trained: a float32 file, int8 files.
+        self.assertEqual(manifest["files"]["gru_float32.tflite"]["inputs"]["features"]["dtype"],
+                         "float32")
+        self.assertEqual(manifest["files"]["gru_int8.tflite"]["inputs"]["features"]["dtype"],
+                         "int8")
 
 
 class BenchmarkTrainTest(tf.test.TestCase):

@@ -116,6 +116,7 @@ class ReferenceRecordTest(tf.test.TestCase):
         manifest = json.loads((REFERENCE / export.MANIFEST).read_text())
         for name, entry in record["files"].items():
             self.assertEqual(entry["sha256"], manifest["files"][name]["sha256"], name)
+        self.assertEqual(manifest.get("detector"), record["streams"]["recommended"])
         if not (fixtures.ROOT / tool.TRAINING_DATA).is_dir():
             self.skipTest(f"{tool.TRAINING_DATA} is absent (real recordings live outside the "
                           "project; see README)")

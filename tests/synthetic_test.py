@@ -112,8 +112,31 @@ class OtherWordsTest(tf.test.TestCase):
         self.assertLen(training, len(before) + 6)
         self.assertAllEqual(training.labels[len(before):], [0] * 6)  # _unknown_
         self.assertAllEqual(data.splits["testing"].clips, plain.splits["testing"].clips)
-        with self.assertRaisesRegex(InputError, "needs one of them and --unknown_percentage"):
+        with self.assertRaisesRegex(InputError, "needs --unknown_percentage above 0"):
             dataclasses.replace(config, unknown_percentage=0.0)
+
+    def test_a_synthetic_run_gains_silence_and_unknown(self):
+        root = Path(self.create_tempdir().full_path)
+        config = TrainConfig(output_dir=root / "run", wanted_words=("yes", "no"),
+                             clips_per_word=12, synthetic_unknown_words=4,
+                             synthetic_unknown_clips=6, silence_percentage=10.0,
+                             cache_dir=root / "cache")
+        data = load_data(config)
+        self.assertEqual(data.labels, ("_silence_", "_unknown_", "yes", "no"))
+        self.assertLen(data.synthetic_words, 4)
+        self.assertNoCommonElements(data.synthetic_words, ["yes", "no"])
+        for name, part in data.splits.items():
+            counts = np.bincount(part.labels, minlength=4)
+            spoken = counts[1:].sum()
+            self.assertEqual(counts[0], round((spoken) * 0.10), name)
+            silent = part.clips[part.labels == 0]
+            # Noise only, at -70 to -20 dBFS.
+            rms_dbfs = 20 * np.log10(np.sqrt(np.mean(np.square(silent), axis=1)))
+            self.assertAllInRange(rms_dbfs, -70.5, -19.5)
+        self.assertEqual(sum(np.sum(part.labels == 1) for part in data.splits.values()), 24)
+        # The other words' voices are split as the keywords' are: no test voice trains.
+        voices = {name: set(part.speakers) - {""} for name, part in data.splits.items()}
+        self.assertEmpty(voices["training"] & voices["testing"])
 
 
 if __name__ == "__main__":

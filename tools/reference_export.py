@@ -11,7 +11,10 @@ runtime with the device's own front end (``tools/benchmark_tflite.py``):
   data's other words counting as ``_unknown_``;
 - the share of those other words' clips called a keyword;
 - the share of clips of words no run ever heard (the words of the Speech Commands sample
-  that are not in the training data) called a keyword.
+  that are not in the training data) called a keyword;
+- the detector on long streams of the test speakers (``kws.stream_eval``): miss rate
+  against false accepts per hour, written to ``docs/measurements/stream-eval/``, and the
+  operating point of at most 10 false accepts per hour recorded in the manifest.
 
 ``export/reference.json`` and ``export/reference.md`` keep the command, the commit, the
 date, each file's sha256 and these figures. A finished run folder (``--run_dir``) is not
@@ -126,6 +129,13 @@ def markdown(record: dict) -> str:
         f"{label} {entry['clips']}" for label, entry in test.items())
         + f"; unseen words: {record['measured']['unseen_clips']} clips of "
         + ", ".join(record["measured"]["unseen_words"]) + "."]
+    chosen = record["streams"]["recommended"]
+    if chosen:
+        lines += ["", f"On streams of the test speakers ({STREAM_EVAL_DIR}/stream_eval.md): "
+                  f"`{chosen['model']}` at threshold {chosen['threshold']:.2f} misses "
+                  f"{100 * chosen['miss_rate']:.1f} % of the keywords with "
+                  f"{chosen['false_accepts_per_hour']:.1f} false accepts per hour of other "
+                  "words; the manifest recommends it to tools/detect.py."]
     return "\n".join(lines) + "\n"
 
 

@@ -25,7 +25,8 @@ from absl import logging
 from kws import fileio
 from kws.audio import fit_to_clip, resample, to_int16
 from kws.config import FeatureConfig
-from kws.data.dataset import LabelledClips, split_clips
+from kws.data.dataset import ClipSet, LabelledClips, split_clips
+from kws.data.folder import SILENCE, UNKNOWN
 from kws.data.split import SplitSpec
 from kws.errors import InputError
 
@@ -41,6 +42,7 @@ PITCH = (20, 80)  # eSpeak's 0-100 scale, default 50
 PITCH_RANGE = (20, 90)
 PEAK_DBFS = (-26.0, -1.0)
 SNR_DB = (5.0, 40.0)
+SILENCE_DBFS = (-70.0, -20.0)
 COMMON_WORDS_FILE = "common_words.txt"
 
 
@@ -177,15 +179,32 @@ def _synthesize_word(espeak: ESpeak, word: str, word_index: int, spec: Synthetic
         start = int(rng.integers(0, config.clip_samples - len(speech) + 1))
         clip = np.zeros(config.clip_samples, np.float32)
         clip[start : start + len(speech)] = speech
-        noise = rng.standard_normal(config.clip_samples)
-        if rng.random() < 0.5:  # brown noise: the low rumble of rooms and cars
-            noise = np.cumsum(noise)
-            noise -= np.linspace(noise[0], noise[-1], len(noise))
+        noise = coloured_noise(config.clip_samples, rng)
         speech_rms = np.sqrt(np.mean(np.square(speech)))
         noise *= speech_rms / 10 ** (rng.uniform(*SNR_DB) / 20) / max(noise.std(), 1e-9)
         clips[clip_index] = to_int16(clip + noise)
         speakers.append(f"{accent}+{variant}")
     return clips, speakers
+
+
+def coloured_noise(samples: int, rng: np.random.Generator) -> np.ndarray:
+    """White or (half the time) brown noise, unscaled: the hiss of microphones, the low
+    rumble of rooms and cars."""
+    noise = rng.standard_normal(samples)
+    if rng.random() < 0.5:
+        noise = np.cumsum(noise)
+        noise -= np.linspace(noise[0], noise[-1], len(noise))
+    return noise
+
+
+def silence_clips(count: int, clip_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` noise-only clips, float32, at levels from -70 to -20 dBFS (RMS): the
+    synthetic source's ``_silence_``."""
+    clips = np.zeros((count, clip_samples), np.float32)
+    for clip in clips:
+        noise = coloured_noise(clip_samples, rng)
+        clip[:] = noise / max(noise.std(), 1e-9) * 10 ** (rng.uniform(*SILENCE_DBFS) / 20)
+    return clips
 
 
 def synthesize(spec: SyntheticSpec, config: FeatureConfig,
@@ -278,13 +297,38 @@ def load_other_words(wanted: tuple[str, ...], count: int, clips_per_word: int, s
 
 
 def load_synthetic(spec: SyntheticSpec, config: FeatureConfig, split_spec: SplitSpec,
-                   cache_dir: str | Path) -> LabelledClips:
-    """Synthesised clips of ``spec.words``, from the cache when an equal spec made them."""
+                   cache_dir: str | Path, unknown_words: int = 0, unknown_clips: int = 10,
+                   silence_percentage: float = 0.0) -> LabelledClips:
+    """Synthesised clips of ``spec.words``, from the cache when an equal spec made them.
+
+    With ``unknown_words``, a model trained from text alone can say "none of these": the
+    clips gain ``_silence_`` (noise only, ``silence_percentage`` of each split's clips) and
+    ``_unknown_`` (``unknown_words`` other words, ``unknown_clips`` each, in the same
+    voices, split by the same speaker hash, so no test voice is heard in training).
+    """
     clips, labels, speakers = synthesized(spec, config, cache_dir)
-    assignments = [split_spec.assign(speaker) for speaker in speakers]
+    clips = clips.astype(np.float32) / 32768.0
+    names, others = spec.words, ()
+    if unknown_words:
+        names = (SILENCE, UNKNOWN, *spec.words)
+        others, other_clips, other_speakers = load_other_words(
+            spec.words, unknown_words, unknown_clips, spec.seed, config, cache_dir)
+        clips = np.concatenate([clips, other_clips])
+        labels = np.concatenate([labels + 2, np.full(len(other_clips), 1)])
+        speakers = speakers + other_speakers
+    splits = split_clips(clips, labels, speakers,
+                         [split_spec.assign(speaker) for speaker in speakers])
+    if unknown_words and silence_percentage:
+        rng = np.random.default_rng([spec.seed, len(names)])
+        for name, part in splits.items():
+            count = round(len(part) * silence_percentage / 100)
+            splits[name] = ClipSet(
+                np.concatenate([part.clips, silence_clips(count, config.clip_samples, rng)]),
+                np.concatenate([part.labels, np.zeros(count, part.labels.dtype)]),
+                part.speakers + ("",) * count)
     return LabelledClips(
-        labels=spec.words,
-        splits=split_clips(clips.astype(np.float32) / 32768.0, labels, speakers, assignments),
+        labels=names, splits=splits, synthetic_words=others,
         source=(f"synthetic speech (eSpeak NG, {spec.clips_per_word} clips per word, "
-                f"seed {spec.seed})"),
+                f"seed {spec.seed}" + (f", {len(others)} other words as {UNKNOWN}"
+                                       if others else "") + ")"),
     )
