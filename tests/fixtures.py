@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import struct
 import subprocess
 from pathlib import Path
@@ -23,6 +24,17 @@ MINI_SPEECH_COMMANDS_MISSING = f"{MINI_SPEECH_COMMANDS} is absent (real recordin
 
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports free on the loopback interface now."""
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("127.0.0.1", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
 
 
 def start(command: list[str], **environment: str) -> subprocess.Popen:

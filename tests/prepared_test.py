@@ -4,6 +4,8 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from unittest import mock
 
@@ -14,10 +16,12 @@ from absl.testing import parameterized
 from kws.audio import to_int16, write_wav
 from kws.config import FeatureConfig, FrontEnd
 from kws.data import prepared
+from kws.data.augment import NO_AUGMENTATION
 from kws.data.folder import SILENCE, UNKNOWN, ExtraClasses, load_folder
 from kws.data.pipeline import (
     ClipSource,
     check_data_service,
+    features_and_labels,
     fit_normalization,
     memory_source,
 )
@@ -164,21 +168,63 @@ class PrepareTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(features["normalization"], self.manifest["normalization"])
 
 
+    def serve(self, *flags: str) -> None:
+        """Runs ``python -m kws.data_service`` in another process until the test ends."""
+        server = subprocess.Popen([sys.executable, "-m", "kws.data_service", *flags],
+                                  cwd=fixtures.ROOT, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        self.addCleanup(server.wait, 30)
+        self.addCleanup(server.kill)
+
     def test_the_data_service_computes_every_training_clip_once(self):
-        service = tf.data.experimental.service
-        dispatcher = service.DispatchServer()
-        self.addCleanup(dispatcher.stop)
-        address = dispatcher.target.removeprefix("grpc://")
-        worker = service.WorkerServer(service.WorkerConfig(dispatcher_address=address))
-        self.addCleanup(worker.stop)
+        dispatcher_port, worker_port = fixtures.free_ports(2)
+        address = f"127.0.0.1:{dispatcher_port}"
+        self.serve(f"--port={dispatcher_port}")
+        deadline = time.monotonic() + 120
+        while True:  # the dispatcher's process takes a few seconds to import TensorFlow
+            try:
+                check_data_service(address)
+                break
+            except InputError:
+                self.assertLess(time.monotonic(), deadline, "no dispatcher came up")
+                time.sleep(0.5)
+        # Without augmentation each clip's features are fixed, so they name the clip.
         config = TrainConfig(output_dir=Path("unused"), prepared_dir=self.config.out,
-                             batch_size=16, data_service=address)
-        check_data_service(address)
+                             batch_size=16, data_service=address, augmentation=NO_AUGMENTATION)
         front_end = FrontEnd(FeatureConfig(), self.prepared.normalization, self.prepared.labels)
         training = make_datasets(config, self.prepared, front_end)["training"]
-        labels = np.concatenate([batch_labels.numpy() for _, batch_labels in training])
-        self.assertEqual(np.bincount(labels, minlength=4).tolist(),
-                         self.manifest["splits"]["training"]["label_counts"])
+        batches = []
+        reader = threading.Thread(target=lambda: batches.extend(training), daemon=True)
+        reader.start()
+        reader.join(timeout=10)
+        # No worker yet, and nothing is computed in this process: no batch arrives.
+        self.assertTrue(reader.is_alive())
+        self.assertEmpty(batches)
+        self.serve(f"--dispatcher={address}", f"--port={worker_port}")
+        reader.join(timeout=300)
+        self.assertFalse(reader.is_alive(), "the worker sent no epoch")
+        served = np.concatenate([features.numpy() for features, _ in batches])
+        local, labels = features_and_labels(self.prepared.clip_source("training"), front_end)
+        distances = np.linalg.norm(served.reshape(len(served), 1, -1)
+                                   - local.reshape(1, len(local), -1), axis=-1)
+        clip_ids = np.argmin(distances, axis=1)
+        self.assertAllClose(distances[np.arange(len(served)), clip_ids], np.zeros(len(served)),
+                            atol=1e-3)
+        self.assertEqual(sorted(clip_ids), list(range(len(local))))  # each clip once
+        served_labels = np.concatenate([batch_labels.numpy() for _, batch_labels in batches])
+        self.assertAllEqual(served_labels, labels[clip_ids])
+
+        # And a whole short run trains from it.
+        run_dir = Path(self.create_tempdir().full_path) / "run"
+        result = subprocess.run(
+            [sys.executable, "-m", "kws.train", f"--prepared_dir={self.config.out}",
+             f"--data_service={address}", "--models=fc", "--epochs=1", "--batch_size=16",
+             "--noexport", f"--output_dir={run_dir}"],
+            capture_output=True, text=True, timeout=600, cwd=fixtures.ROOT)
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        self.assertIn(f"Training batches come from the tf.data service at {address}",
+                      result.stderr)
+        self.assertTrue((run_dir / "report.json").is_file())
 
     def test_no_dispatcher_is_one_clear_error(self):
         with socket.socket() as unused:

@@ -226,8 +226,12 @@ class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
         ("no_models", {"models": ()}, "--models is empty"),
         ("epochs", {"epochs": 0}, "--epochs must be at least 1, got 0"),
         ("batch", {"batch_size": 0}, "--batch_size must be at least 1, got 0"),
-        ("synthetic_words", {"synthetic_unknown_words": 5},
-         "--synthetic_unknown_words adds to the _unknown_ class of --data_dir or --dataset"),
+        ("synthetic_words", {"synthetic_unknown_words": 5, "data_dir": Path("x"),
+                             "unknown_percentage": 0.0},
+         "--synthetic_unknown_words adds to the _unknown_ class of --data_dir or --dataset: "
+         "it needs --unknown_percentage above 0"),
+        ("synthetic_words_prepared", {"synthetic_unknown_words": 5, "prepared_dir": Path("p")},
+         "--synthetic_unknown_words with --prepared_dir"),
         ("synthetic_clips", {"synthetic_unknown_clips": 0},
          "--synthetic_unknown_clips must be at least 1, got 0"),
         ("dataset", {"dataset": "timit"}, "--dataset=timit: unknown; choose from "

@@ -14,7 +14,7 @@ runtime with the device's own front end (``tools/benchmark_tflite.py``):
   that are not in the training data) called a keyword;
 - the detector on long streams of the test speakers (``kws.stream_eval``): miss rate
   against false accepts per hour, written to ``docs/measurements/stream-eval/``, and the
-  operating point of at most 10 false accepts per hour recorded in the manifest.
+  operating point of at most ``FALSE_ACCEPTS_PER_HOUR`` recorded in the manifest.
 
 ``export/reference.json`` and ``export/reference.md`` keep the command, the commit, the
 date, each file's sha256 and these figures. A finished run folder (``--run_dir``) is not
@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -52,6 +53,10 @@ TRAIN_FLAGS = (f"--data_dir={TRAINING_DATA}", "--wanted_words=yes,no,up", "--mod
                "--best_of_ties=last", "--seed=0")
 MODEL_FILES = ("gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite")
 STREAM_EVAL_DIR = Path("docs") / "measurements" / "stream-eval"
+# The recommended operating point: fewest misses with at most this many false accepts per
+# hour of nonstop other speech (under one a minute). At 10 per hour the shipped model
+# misses most keywords (stream_eval.md has every point).
+FALSE_ACCEPTS_PER_HOUR = 50.0
 
 
 def keyword_share(labels: np.ndarray, predictions: np.ndarray, names: list[str]) -> float:
@@ -97,10 +102,11 @@ def measure_streams(export_dir: Path) -> dict:
     """``kws.stream_eval`` with its defaults on the test speakers: the DET curves go to
     ``docs/measurements/stream-eval/``, the recommended detector into the manifest."""
     summary = stream_eval.stream_eval(
-        export_dir, ROOT / TRAINING_DATA, ROOT / STREAM_EVAL_DIR, "testing", negative_hours=2.0,
+        Path(os.path.relpath(export_dir, ROOT)), TRAINING_DATA, STREAM_EVAL_DIR, "testing",
+        negative_hours=2.0,
         keyword_repeats=4, max_keyword_clips=0, noise_volume=0.1, seed=0,
         base=detect.DetectorSettings(), tolerance_s=0.75, reset_every_s=detect.RESET_EVERY_S,
-        window_stride_ms=detect.WINDOW_STRIDE_MS, false_accepts_per_hour=10.0,
+        window_stride_ms=detect.WINDOW_STRIDE_MS, false_accepts_per_hour=FALSE_ACCEPTS_PER_HOUR,
         command="python tools/reference_export.py", save_streams=False)
     if summary["recommended"]:
         stream_eval.write_threshold(export_dir, json.loads((export_dir / MANIFEST).read_text()),
@@ -148,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--export_dir", type=Path, default=Path("export"),
                         help="where the shipped files go")
     args = parser.parse_args(argv)
+    os.chdir(ROOT)  # paths in the records are the project's own
     command = [sys.executable, "-m", "kws.train", *TRAIN_FLAGS, f"--output_dir={args.run_dir}"]
     commit = git_commit()  # before this run changes export/
     try:
