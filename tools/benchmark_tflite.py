@@ -647,25 +647,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def write_json(path: Path, result: dict) -> None:
+    """Writes ``result`` to ``path`` whole or not at all (a temporary name, renamed)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise BenchmarkError(f"--json={path}: cannot write it ({error.strerror})") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         result = benchmark(Path(args.model), args)
+        print(report(result))
+        if args.json:
+            write_json(Path(args.json), result)
     except BenchmarkError as error:
         print(f"benchmark_tflite: error: {error}", file=sys.stderr)
         return 1
-    print(report(result))
-    if args.json:
-        out = Path(args.json)
-        tmp = out.with_name(f".{out.name}.tmp")
-        try:
-            tmp.write_text(json.dumps(result, indent=2) + "\n")
-            os.replace(tmp, out)  # never a half-written report
-        except OSError as error:
-            tmp.unlink(missing_ok=True)
-            print(f"benchmark_tflite: error: --json={out}: cannot write it ({error.strerror})",
-                  file=sys.stderr)
-            return 1
     return 0
 
 

@@ -514,26 +514,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         result = detect(args)
+        if args.benchmark and result["real_time_factor"] is not None:
+            print(f"real-time factor: {result['real_time_factor']:.4f} "
+                  f"({1000 * result['real_time_factor']:.1f} ms of compute per second of "
+                  f"audio, {result['audio_seconds']:.1f} s of audio, {args.num_threads} "
+                  "thread(s))")
+        if args.json:
+            device.write_json(Path(args.json), result)
     except BenchmarkError as error:
         print(f"detect: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    if args.benchmark and result["real_time_factor"] is not None:
-        print(f"real-time factor: {result['real_time_factor']:.4f} "
-              f"({1000 * result['real_time_factor']:.1f} ms of compute per second of audio, "
-              f"{result['audio_seconds']:.1f} s of audio, {args.num_threads} thread(s))")
-    if args.json:
-        out = Path(args.json)
-        tmp = out.with_name(f".{out.name}.tmp")
-        try:
-            tmp.write_text(json.dumps(result, indent=2) + "\n")
-            os.replace(tmp, out)
-        except OSError as error:
-            tmp.unlink(missing_ok=True)
-            print(f"detect: error: --json={out}: cannot write it ({error.strerror})",
-                  file=sys.stderr)
-            return 1
     return 0
 
 
