@@ -93,10 +93,10 @@ class MicroAgainstLiteRTTest(tf.test.TestCase, parameterized.TestCase):
     def test_the_same_decisions_on_real_test_clips(self, name):
         if not MINI_SPEECH_COMMANDS.is_dir():
             self.skipTest(MINI_SPEECH_COMMANDS_MISSING)
-        # Half the test speakers' clips: TFLM's int8 kernels round differently from
+        # A third of the test speakers' clips: TFLM's int8 kernels round differently from
         # LiteRT's, so near-ties (top two within a few hundredths) may go the other way.
-        listed = (MINI_SPEECH_COMMANDS / "testing_list.txt").read_text().split()[::2]
-        self.assertGreaterEqual(len(listed), 300)
+        listed = (MINI_SPEECH_COMMANDS / "testing_list.txt").read_text().split()[::3]
+        self.assertGreaterEqual(len(listed), 200)
         features = np.stack([benchmark_tflite.normalized_features(benchmark_tflite.fit_to_clip(
             benchmark_tflite.read_wav(MINI_SPEECH_COMMANDS / entry, 16000), 16000), MANIFEST)
             for entry in listed])

@@ -94,13 +94,13 @@ class CommandTest(tf.test.TestCase):
         result = subprocess.run(
             [sys.executable, "-m", "kws.stream_eval", f"--export_dir={export}",
              f"--data_dir={MINI_SPEECH_COMMANDS}", f"--output_dir={out}", "--split=testing",
-             "--negative_hours=0.02", "--keyword_repeats=1", "--max_keyword_clips=60",
+             "--negative_hours=0.01", "--keyword_repeats=1", "--max_keyword_clips=30",
              "--false_accepts_per_hour=1000",
              "--write_threshold"], capture_output=True, text=True, timeout=600, cwd=ROOT)
         self.assertEqual(result.returncode, 0, result.stderr[-3000:])
         summary = json.loads((out / "stream_eval.json").read_text())
         self.assertLen(summary["variants"], 3)
-        self.assertEqual(summary["streams"]["keywords"]["keywords"], 60)
+        self.assertEqual(summary["streams"]["keywords"]["keywords"], 30)
         for variant in summary["variants"]:
             points = variant["points"]
             self.assertLen(points, 99)
