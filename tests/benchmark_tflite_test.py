@@ -60,6 +60,18 @@ class CommandTest(tf.test.TestCase, parameterized.TestCase):
         self.assertGreater(figures["avg_us"], 0)
         self.assertIn("int8", figures["tensor_dtypes"])
 
+    def test_threads_and_builtin_kernels(self):
+        out = Path(self.create_tempdir().full_path) / "result.json"
+        result = run_tool(str(EXPORT / "gru_int8.tflite"), "--num_runs=3", "--warmup_runs=0",
+                          "--num_threads=2", "--use_xnnpack=false", f"--json={out}")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn("2 thread(s), XNNPACK off", result.stdout)
+        figures = json.loads(out.read_text())
+        self.assertEqual((figures["num_threads"], figures["use_xnnpack"]), (2, False))
+        bad = run_tool(str(EXPORT / "gru_int8.tflite"), "--use_xnnpack=maybe")
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn("must be true or false, got 'maybe'", bad.stderr)
+
     def test_stream_carries_state(self):
         result = run_tool(str(EXPORT / "gru_int8_stream.tflite"), "--stream", "--num_runs=20")
         self.assertEqual(result.returncode, 0, result.stderr)

@@ -1,7 +1,9 @@
 """Smoke runs of the whole training path, in-process and through ``python -m kws.train``."""
 
+import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -68,6 +70,22 @@ class TrainSyntheticTest(tf.test.TestCase):
         self.assertEqual(front_end.labels, ("yes", "no", "up"))
         model = keras.saving.load_model(self.run_dir / "gru.keras", safe_mode=True)
         self.assertEqual(model.predict(np.zeros((1, 101, 40)), verbose=0).shape, (1, 3))
+
+    def test_kws_export_makes_the_same_files_again(self):
+        # python -m kws.export on the finished run: the run's own config and data (its
+        # report.json), the same calibration draw, so the same bytes as at the end of
+        # training; the manifest lists them.
+        manifest = json.loads((self.run_dir / "manifest.json").read_text())
+        result = subprocess.run([sys.executable, "-m", "kws.export",
+                                 f"--model={self.run_dir / 'gru.keras'}"],
+                                capture_output=True, text=True, timeout=600, cwd=fixtures.ROOT)
+        self.assertEqual(result.returncode, 0, result.stderr[-2000:])
+        for name, entry in manifest["files"].items():
+            self.assertRegex(result.stdout, rf"{re.escape(name)}\s+[\d,]+ bytes  test accuracy")
+            self.assertEqual(hashlib.sha256((self.run_dir / name).read_bytes()).hexdigest(),
+                             entry["sha256"], name)
+        self.assertEqual(json.loads((self.run_dir / "manifest.json").read_text())["files"],
+                         manifest["files"])
 
     def test_a_run_with_other_settings_is_not_overwritten(self):
         before = (self.run_dir / "report.json").read_bytes()
