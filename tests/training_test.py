@@ -179,7 +179,7 @@ class DeterminismTest(tf.test.TestCase):
         runs = [fixtures.start([sys.executable, "-m", "kws.train",
                                 f"--output_dir={root / attempt}",
                                 f"--cache_dir={root / attempt}-cache", "--seed=1",
-                                "--clips_per_word=30", "--epochs=2", "--models=gru"])
+                                "--clips_per_word=20", "--epochs=2", "--models=gru"])
                 for attempt in attempts]
         logs = fixtures.wait_all(runs, timeout_s=300)
         reports = []
