@@ -2,8 +2,10 @@
 known words found at known times, and one-line errors."""
 
 import json
+import signal
 import subprocess
 import sys
+import time
 import wave
 from pathlib import Path
 
@@ -221,6 +223,23 @@ class CommandTest(tf.test.TestCase, parameterized.TestCase):
         stderr = result.stderr.decode().strip()
         self.assertEqual(stderr.count("\n"), 0, stderr)
         self.assertIn(f"detect: error: {path}: {message}", stderr)
+
+    def test_ctrl_c_ends_a_live_session_and_keeps_what_was_heard(self):
+        out = self.dir / "live.json"
+        live = subprocess.Popen([sys.executable, "-c", ISOLATED, str(TOOL), "--model",
+                                 str(EXPORT / "gru_int8.tflite"), f"--json={out}", "-"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        live.stdin.write(np.zeros(16000 * 2, "<i2").tobytes())  # 2 s, the pipe stays open
+        live.stdin.flush()
+        # The model loads once the first audio has arrived; LiteRT says so on stderr.
+        while b"XNNPACK" not in live.stderr.readline():
+            self.assertIsNone(live.poll(), "the detector ended before the signal")
+        time.sleep(1)  # and reads the rest of what there is
+        live.send_signal(signal.SIGINT)
+        _, stderr = live.communicate(timeout=120)
+        self.assertEqual(live.returncode, 0, stderr.decode()[-2000:])
+        self.assertAlmostEqual(json.loads(out.read_text())["audio_seconds"], 2.0)
 
     def test_an_empty_stream_is_one_line(self):
         result = run_tool("--model", str(EXPORT / "gru_int8.tflite"), "-", stdin=b"")

@@ -359,6 +359,15 @@ def pcm_chunks(stream, chunk_samples: int):
             yield np.frombuffer(data[:whole], "<i2").astype(np.float32) / 32768, time.time()
 
 
+def _until_interrupted(chunks):
+    """``chunks`` until they end or Ctrl-C stops them: a live session ends that way, and
+    what was heard is still finished and reported."""
+    try:
+        yield from chunks
+    except KeyboardInterrupt:
+        return
+
+
 def wav_chunks(samples: np.ndarray, chunk_samples: int):
     for start in range(0, len(samples), chunk_samples):
         yield samples[start : start + chunk_samples], None
@@ -425,7 +434,8 @@ def detect(args: argparse.Namespace, out=sys.stdout) -> dict:
                         window_stride_frames=max(1, round(window_stride_ms / 1000 * frames_per_s)),
                         reset_every_frames=round(reset_every_s * frames_per_s))
     detections, samples_seen, arrivals, compute = [], 0, [], 0.0
-    for samples, arrived in itertools.chain([first], chunks, [(None, None)]):
+    for samples, arrived in itertools.chain([first], _until_interrupted(chunks),
+                                            [(None, None)]):
         if samples is not None:
             samples_seen += len(samples)
             arrivals.append((samples_seen / rate, arrived))
@@ -524,7 +534,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchmarkError as error:
         print(f"detect: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before any audio arrived
         return 130
     return 0
 
