@@ -108,13 +108,18 @@ def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in name.lower().split("_"))
 
 
+def op_names(flatbuffer: bytes) -> list[str]:
+    """The model's distinct ops, in every subgraph, sorted."""
+    return sorted({op for subgraph in benchmark_tflite.model_ops(flatbuffer) for op in subgraph})
+
+
 def c_files(flatbuffer: bytes, file_name: str, arena: int) -> tuple[str, str]:
     """The ``.h`` and ``.cc`` text for one model: the flatbuffer array and its length, the
     arena size, and (where TFLM's resolver header is included first) a function that adds
     exactly the model's ops to a ``MicroMutableOpResolver``."""
     stem = c_identifier(file_name)
     camel = _camel(stem)
-    ops = sorted({op for subgraph in benchmark_tflite.model_ops(flatbuffer) for op in subgraph})
+    ops = op_names(flatbuffer)
     adds = "\n".join(f"  if (resolver.Add{_camel(op)}() != kTfLiteOk) return kTfLiteError;"
                      for op in ops)
     guard = f"KWS_{stem.upper()}_H_"
@@ -164,9 +169,7 @@ def write_c_files(out_dir: Path, flatbuffer: bytes, file_name: str) -> dict:
     stem = c_identifier(file_name)
     fileio.write_text_atomic(out_dir / f"{stem}.h", header)
     fileio.write_text_atomic(out_dir / f"{stem}.cc", source)
-    return {"arena_bytes": arena, "flash_bytes": len(flatbuffer),
-            "ops": sorted({op for subgraph in benchmark_tflite.model_ops(flatbuffer)
-                           for op in subgraph}),
+    return {"arena_bytes": arena, "flash_bytes": len(flatbuffer), "ops": op_names(flatbuffer),
             "files": [f"{stem}.h", f"{stem}.cc"]}
 
 

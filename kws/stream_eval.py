@@ -43,6 +43,12 @@ KEYWORD_SLOT_S = 3.0
 NEGATIVE_SLOT_S = 1.5
 KEYWORD_SHARE = 0.7
 THRESHOLDS = np.round(np.arange(1, 100) / 100, 2)
+# Defaults of the command, also taken by tools/reference_export.py.
+NEGATIVE_HOURS = 2.0
+KEYWORD_REPEATS = 4
+NOISE_VOLUME = 0.1
+TOLERANCE_S = 0.75
+DETECTOR = detect.DetectorSettings()  # frozen: safe as a default argument
 STREAM_FILE = "gru_int8_stream.tflite"
 WINDOW_FILE = "gru_int8.tflite"
 
@@ -124,11 +130,11 @@ def test_streams(clips: np.ndarray, labels: list[str], keywords: list[str],
 
 
 def score_series(model: device.SignatureModel, manifest: dict, stream: Stream,
-                 window_stride_frames: int, reset_every_frames: int,
+                 window_stride_ms: float, reset_every_s: float,
                  chunk_s: float = 10.0) -> tuple[np.ndarray, np.ndarray]:
     """Times and class scores of the detector's model over the whole stream."""
-    detector = detect.Detector(model, manifest, detect.DetectorSettings(),
-                               window_stride_frames, reset_every_frames)
+    detector = detect.Detector(model, manifest, detect.DetectorSettings(), window_stride_ms,
+                               reset_every_s)
     chunk = round(chunk_s * stream.sample_rate)
     parts = [detector.scores(stream.samples[start : start + chunk])
              for start in range(0, len(stream.samples), chunk)] + [detector.scores(None)]
@@ -213,15 +219,12 @@ def variants(reset_every_s: float, window_stride_ms: float) -> list[Variant]:
 def evaluate_variant(variant: Variant, export_dir: Path, manifest: dict,
                      streams: dict[str, Stream], base: detect.DetectorSettings,
                      tolerance_s: float) -> dict:
-    features = manifest["features"]
-    frames_per_s = features["sample_rate"] / features["hop_samples"]
     model = device.SignatureModel(export_dir / variant.file)
-    series = {name: score_series(model, manifest, stream,
-                                 max(1, round(variant.window_stride_ms / 1000 * frames_per_s)),
-                                 round(variant.reset_every_s * frames_per_s))
+    series = {name: score_series(model, manifest, stream, variant.window_stride_ms,
+                                 variant.reset_every_s)
               for name, stream in streams.items()}
     labels = list(manifest["labels"])
-    keywords = [label for label in labels if label not in device.SPECIAL_FOLDERS]
+    keywords = [labels[index] for index in device.keyword_indices(labels)]
     points = det_curve(series, streams, labels, keywords, base, tolerance_s)
     return {**dataclasses.asdict(variant), "points": points,
             "at": {str(rate): operating_point(points, rate) for rate in (0.5, 1.0, 10.0)}}
@@ -291,25 +294,26 @@ def write_threshold(export_dir: Path, manifest: dict, recommended: dict) -> None
     fileio.write_text_atomic(export_dir / device.MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 
-def stream_eval(export_dir: Path, data_dir: Path, output_dir: Path, split: str,
-                negative_hours: float, keyword_repeats: int, max_keyword_clips: int,
-                noise_volume: float, seed: int,
-                base: detect.DetectorSettings, tolerance_s: float, reset_every_s: float,
-                window_stride_ms: float, false_accepts_per_hour: float,
-                command: str, save_streams: bool = True) -> dict:
+def stream_eval(export_dir: Path, data_dir: Path, output_dir: Path, command: str,
+                split: str = "testing", negative_hours: float = NEGATIVE_HOURS,
+                keyword_repeats: int = KEYWORD_REPEATS, max_keyword_clips: int = 0,
+                noise_volume: float = NOISE_VOLUME, seed: int = 0,
+                base: detect.DetectorSettings = DETECTOR,
+                tolerance_s: float = TOLERANCE_S, reset_every_s: float = detect.RESET_EVERY_S,
+                window_stride_ms: float = detect.WINDOW_STRIDE_MS,
+                false_accepts_per_hour: float = 1.0, save_streams: bool = True) -> dict:
     from kws.audio import write_wav
     from kws.data.folder import load_background
     from kws.evaluate import load_evaluation_clips
 
-    manifest = json.loads((export_dir / device.MANIFEST).read_text()) \
-        if (export_dir / device.MANIFEST).is_file() else None
-    if manifest is None:
+    if not (export_dir / device.MANIFEST).is_file():
         raise InputError(f"--export_dir={export_dir}: no {device.MANIFEST} (export a model "
                          "with python -m kws.export)")
+    manifest = json.loads((export_dir / device.MANIFEST).read_text())
     front_end = FrontEnd.from_dict(manifest)
     clips, _, _ = load_evaluation_clips(data_dir, front_end, split)
     labels = [front_end.labels[index] for index in clips.labels]
-    keywords = [label for label in front_end.labels if label not in device.SPECIAL_FOLDERS]
+    keywords = [front_end.labels[index] for index in device.keyword_indices(front_end.labels)]
     background = load_background(data_dir, front_end.features, [])
     streams = test_streams(list(clips.clips), labels, keywords, background, negative_hours,
                            keyword_repeats, noise_volume, front_end.features.sample_rate, seed,
@@ -321,11 +325,11 @@ def stream_eval(export_dir: Path, data_dir: Path, output_dir: Path, split: str,
         fileio.write_text_atomic(output_dir / f"{name}.csv", "label,start_s,end_s\n" + "".join(
             f"{w.label},{w.start_s:.4f},{w.end_s:.4f}\n" for w in stream.words))
     results = []
+    audio_s = sum(stream.seconds for stream in streams.values())
     for variant in variants(reset_every_s, window_stride_ms):
         print(f"Running the detector: {variant.name} ...", flush=True)
         start = time.perf_counter()
         result = evaluate_variant(variant, export_dir, manifest, streams, base, tolerance_s)
-        audio_s = sum(stream.seconds for stream in streams.values())
         result["real_time_factor"] = (time.perf_counter() - start) / audio_s
         results.append(result)
     recommended = None
@@ -371,12 +375,12 @@ def main(argv: list[str]) -> None:
                                        suppression_s=_SUPPRESSION_MS.value / 1000)
         export_dir = Path(_EXPORT_DIR.value)
         summary = stream_eval(
-            export_dir, Path(_DATA_DIR.value), Path(_OUTPUT_DIR.value), _SPLIT.value,
+            export_dir, Path(_DATA_DIR.value), Path(_OUTPUT_DIR.value),
+            "python -m kws.stream_eval " + " ".join(sys.argv[1:]), _SPLIT.value,
             _NEGATIVE_HOURS.value, _KEYWORD_REPEATS.value, _MAX_KEYWORD_CLIPS.value,
-            _NOISE_VOLUME.value, _SEED.value,
-            base, _TOLERANCE_MS.value / 1000, _RESET_EVERY_S.value, _WINDOW_STRIDE_MS.value,
-            _FALSE_ACCEPTS_PER_HOUR.value, "python -m kws.stream_eval " + " ".join(
-                flag for flag in sys.argv[1:]), _SAVE_STREAMS.value)
+            _NOISE_VOLUME.value, _SEED.value, base, _TOLERANCE_MS.value / 1000,
+            _RESET_EVERY_S.value, _WINDOW_STRIDE_MS.value, _FALSE_ACCEPTS_PER_HOUR.value,
+            _SAVE_STREAMS.value)
         if _WRITE_THRESHOLD.value:
             if summary["recommended"] is None:
                 raise InputError(f"no detector reached {_FALSE_ACCEPTS_PER_HOUR.value} false "
@@ -402,25 +406,30 @@ if __name__ == "__main__":
                                       "the streams go.")
     _SPLIT = flags.DEFINE_enum("split", "testing", ["all", "training", "validation", "testing"],
                                "Which clips of --data_dir the streams are built from.")
-    _NEGATIVE_HOURS = flags.DEFINE_float("negative_hours", 2.0, "Length of the negatives "
-                                         "stream.", lower_bound=0.01)
-    _KEYWORD_REPEATS = flags.DEFINE_integer("keyword_repeats", 4, "Times each keyword clip "
-                                            "is heard in the keywords stream (each at a new "
-                                            "offset and noise).", lower_bound=1)
+    _NEGATIVE_HOURS = flags.DEFINE_float(
+        "negative_hours", NEGATIVE_HOURS, "Length of the negatives stream.", lower_bound=0.01)
+    _KEYWORD_REPEATS = flags.DEFINE_integer(
+        "keyword_repeats", KEYWORD_REPEATS, "Times each keyword clip is heard in the keywords "
+        "stream (each at a new offset and noise).", lower_bound=1)
     _MAX_KEYWORD_CLIPS = flags.DEFINE_integer(
         "max_keyword_clips", 0, "Use at most this many keyword clips, drawn with --seed (0: "
         "all; fewer for a quick look).", lower_bound=0)
-    _NOISE_VOLUME = flags.DEFINE_float("noise_volume", 0.1, "Background noise volume, drawn "
-                                       "up to this per slot (1 = as recorded).", lower_bound=0)
+    _NOISE_VOLUME = flags.DEFINE_float(
+        "noise_volume", NOISE_VOLUME, "Background noise volume, drawn up to this per slot (1 = "
+        "as recorded).", lower_bound=0)
     _SEED = flags.DEFINE_integer("seed", 0, "Seed of the streams.")
-    _AVERAGE_WINDOW_MS = flags.DEFINE_float("average_window_ms", 500, "Scores are averaged "
-                                            "over this window.", lower_bound=1)
-    _MINIMUM_COUNT = flags.DEFINE_integer("minimum_count", 3, "Fewest results in the window "
-                                          "for a detection.", lower_bound=1)
-    _SUPPRESSION_MS = flags.DEFINE_float("suppression_ms", 1000, "Quiet time after the "
-                                         "score falls below the threshold.", lower_bound=0)
-    _TOLERANCE_MS = flags.DEFINE_float("tolerance_ms", 750, "A detection this long after a "
-                                       "keyword's end still hits it.", lower_bound=0)
+    _AVERAGE_WINDOW_MS = flags.DEFINE_float(
+        "average_window_ms", 1000 * detect.DetectorSettings.average_window_s,
+        "Scores are averaged over this window.", lower_bound=1)
+    _MINIMUM_COUNT = flags.DEFINE_integer(
+        "minimum_count", detect.DetectorSettings.minimum_count,
+        "Fewest results in the window for a detection.", lower_bound=1)
+    _SUPPRESSION_MS = flags.DEFINE_float(
+        "suppression_ms", 1000 * detect.DetectorSettings.suppression_s,
+        "Quiet time after the score falls below the threshold.", lower_bound=0)
+    _TOLERANCE_MS = flags.DEFINE_float(
+        "tolerance_ms", 1000 * TOLERANCE_S, "A detection this long after a keyword's end "
+        "still hits it.", lower_bound=0)
     _RESET_EVERY_S = flags.DEFINE_float("reset_every_s", detect.RESET_EVERY_S, "State reset "
                                         "period of the staggered streaming detector.",
                                         lower_bound=0.1)

@@ -403,6 +403,11 @@ def fit_to_clip(samples: np.ndarray, clip_samples: int) -> np.ndarray:
 SPECIAL_FOLDERS = ("_silence_", "_unknown_")
 
 
+def keyword_indices(labels: list[str] | tuple[str, ...]) -> list[int]:
+    """Indices of the labels a detector reports: all but ``_silence_`` and ``_unknown_``."""
+    return [index for index, label in enumerate(labels) if label not in SPECIAL_FOLDERS]
+
+
 def label_folders(data_dir: Path, labels: list[str],
                   listed: set[str] | None = None) -> dict[str, list[Path]]:
     """The clips of each word folder of ``data_dir``, under the model's label it counts as:

@@ -266,8 +266,7 @@ class Decider:
 
     def __init__(self, labels: list[str], settings: DetectorSettings):
         self.labels = labels
-        self.keywords = np.array([index for index, label in enumerate(labels)
-                                  if label not in device.SPECIAL_FOLDERS])
+        self.keywords = np.array(device.keyword_indices(labels))
         self.settings = settings
         self.waiting_for_fall = False
         self.armed_from = -np.inf
@@ -308,18 +307,21 @@ class Detector:
         model: A streaming model (frame and states in) or a window model (one second in).
         front_end: The export's manifest (features, normalization, labels).
         settings: The posterior rule.
-        window_stride_frames: A window model runs every this many frames.
-        reset_every_frames: A streaming model's state reset period (``StreamScorer``).
+        window_stride_ms: A window model runs this often (rounded to whole frames).
+        reset_every_s: A streaming model's state reset period, 0 for never
+            (``StreamScorer``, rounded to whole frames).
     """
 
     def __init__(self, model: device.SignatureModel, front_end: dict, settings: DetectorSettings,
-                 window_stride_frames: int = 10, reset_every_frames: int = 0):
+                 window_stride_ms: float = WINDOW_STRIDE_MS, reset_every_s: float = 0.0):
+        features = front_end["features"]
+        frames_per_s = features["sample_rate"] / features["hop_samples"]
         self.front_end = IncrementalFrontEnd(front_end)
-        self.scorer = StreamScorer(model, reset_every_frames) if model.is_streaming else \
-            WindowScorer(model, window_stride_frames)
+        self.scorer = StreamScorer(model, round(reset_every_s * frames_per_s)) \
+            if model.is_streaming else \
+            WindowScorer(model, max(1, round(window_stride_ms / 1000 * frames_per_s)))
         self.smoother = Smoother(settings.average_window_s)
         self.decider = Decider(list(front_end["labels"]), settings)
-        features = front_end["features"]
         self.frame_end_s = lambda index: (index * features["hop_samples"] +
                                           features["window_samples"] // 2) / \
             features["sample_rate"]
@@ -429,10 +431,7 @@ def detect(args: argparse.Namespace, out=sys.stdout) -> dict:
         WINDOW_STRIDE_MS
     reset_every_s = args.reset_every_s if args.reset_every_s is not None else \
         advice.get("reset_every_s", RESET_EVERY_S)
-    frames_per_s = rate / features["hop_samples"]
-    detector = Detector(model, manifest, settings,
-                        window_stride_frames=max(1, round(window_stride_ms / 1000 * frames_per_s)),
-                        reset_every_frames=round(reset_every_s * frames_per_s))
+    detector = Detector(model, manifest, settings, window_stride_ms, reset_every_s)
     detections, samples_seen, arrivals, compute = [], 0, [], 0.0
     for samples, arrived in itertools.chain([first], _until_interrupted(chunks),
                                             [(None, None)]):

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from kws import benchmark_tflite, detect, fileio, stream_eval  # noqa: E402  (after the path is set)
+from kws import benchmark_tflite, fileio, stream_eval  # noqa: E402  (after the path is set)
 from kws.errors import InputError, describe_os_error  # noqa: E402
 from kws.export import MANIFEST  # noqa: E402
 from kws.provenance import git_commit  # noqa: E402
@@ -61,8 +61,7 @@ FALSE_ACCEPTS_PER_HOUR = 50.0
 
 def keyword_share(labels: np.ndarray, predictions: np.ndarray, names: list[str]) -> float:
     """Share of the clips whose prediction is a keyword (not _silence_ or _unknown_)."""
-    keywords = [i for i, name in enumerate(names) if name not in benchmark_tflite.SPECIAL_FOLDERS]
-    return float(np.mean(np.isin(predictions, keywords)))
+    return float(np.mean(np.isin(predictions, benchmark_tflite.keyword_indices(names))))
 
 
 def measure(export_dir: Path, manifest: dict) -> dict:
@@ -102,12 +101,9 @@ def measure_streams(export_dir: Path) -> dict:
     """``kws.stream_eval`` with its defaults on the test speakers: the DET curves go to
     ``docs/measurements/stream-eval/``, the recommended detector into the manifest."""
     summary = stream_eval.stream_eval(
-        Path(os.path.relpath(export_dir, ROOT)), TRAINING_DATA, STREAM_EVAL_DIR, "testing",
-        negative_hours=2.0,
-        keyword_repeats=4, max_keyword_clips=0, noise_volume=0.1, seed=0,
-        base=detect.DetectorSettings(), tolerance_s=0.75, reset_every_s=detect.RESET_EVERY_S,
-        window_stride_ms=detect.WINDOW_STRIDE_MS, false_accepts_per_hour=FALSE_ACCEPTS_PER_HOUR,
-        command="python tools/reference_export.py", save_streams=False)
+        Path(os.path.relpath(export_dir, ROOT)), TRAINING_DATA, STREAM_EVAL_DIR,
+        "python tools/reference_export.py", false_accepts_per_hour=FALSE_ACCEPTS_PER_HOUR,
+        save_streams=False)
     if summary["recommended"]:
         stream_eval.write_threshold(export_dir, json.loads((export_dir / MANIFEST).read_text()),
                                     summary["recommended"])
