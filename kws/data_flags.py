@@ -22,7 +22,9 @@ DATASET = flags.DEFINE_enum(
 WANTED_WORDS = flags.DEFINE_string(
     "wanted_words", None, "Comma-separated words to train on. Default: every label folder of "
     "--data_dir, the ten command words (yes,no,up,down,left,right,on,off,stop,go) for "
-    "--dataset, or yes,no,up for synthetic speech.")
+    "--dataset, or yes,no,up for synthetic speech. Synthetic speech says any English word, "
+    "and word:phonemes in eSpeak NG's notation for a name it mispronounces "
+    "(--wanted_words=kira:k'i@r@,lights).")
 SILENCE_PERCENTAGE = flags.DEFINE_float(
     "silence_percentage", 10.0, "Size of the _silence_ class (background noise at a random "
     "volume, or zeros without _background_noise_/), as a percentage of the wanted words' "

@@ -54,7 +54,8 @@ class TrainConfig:
             its labels, clips and split replace the data settings here.
         wanted_words: Labels to train on; None means every label folder of ``data_dir``,
             the ten command words for a Speech Commands ``dataset``, or ``yes, no, up`` for
-            synthetic speech.
+            synthetic speech, which takes any English word, and ``word:phonemes`` (eSpeak
+            NG's phoneme mnemonics) for one it mispronounces.
         silence_percentage: Size of the ``_silence_`` class, as a percentage of the wanted
             words' clips in each split (folders and datasets only).
         unknown_percentage: Size of the ``_unknown_`` class (clips of other words), likewise.
@@ -135,6 +136,10 @@ class TrainConfig:
         if self.data_service is not None and self.distribution == "multi_worker":
             raise InputError("--data_service with --distribution=multi_worker is not "
                              "supported: each worker reads its share of every batch itself")
+        spelled = [word for word in self.wanted_words or () if ":" in word]
+        if spelled and (self.data_dir or self.dataset or self.prepared_dir):
+            raise InputError(f"--wanted_words: {spelled[0]} gives phonemes, which only "
+                             "synthetic speech uses; name the word's folder alone")
         if self.prepared_dir is not None and self.wanted_words is not None:
             raise InputError("--wanted_words with --prepared_dir: the words are chosen when "
                              "preparing (python -m kws.prepare --wanted_words=...)")

@@ -29,9 +29,31 @@ from kws.errors import InputError, describe_os_error
 
 flags.adopt_module_key_flags(data_flags)  # listed by --help with this module's own
 _AUGMENT = flags.DEFINE_bool(
-    "augment", True, "Augment training clips as --gain_db, --time_shift_ms, "
-    "--background_frequency/--background_volume and the SpecAugment mask flags say; "
-    "--noaugment turns all of it off.")
+    "augment", True, "Augment training clips as --speed_change, --room_frequency, "
+    "--microphone_frequency, --gain_db, --background_frequency/--background_volume, "
+    "--noise_frequency, --time_shift_ms and the SpecAugment mask flags say; --noaugment "
+    "turns all of it off.")
+_ACOUSTICS_DEFAULT = " Default: {} for synthetic speech, 0 for recordings."
+_SPEED_CHANGE = flags.DEFINE_float(
+    "speed_change", None, "Training clips play faster or slower by up to this share "
+    "(pitch and tempo together)." + _ACOUSTICS_DEFAULT.format(0.1), lower_bound=0.0,
+    upper_bound=0.5)
+_ROOM_FREQUENCY = flags.DEFINE_float(
+    "room_frequency", None, "Share of training clips heard through a simulated room "
+    "(RT60 0.1-0.8 s, image-source method)." + _ACOUSTICS_DEFAULT.format(0.5),
+    lower_bound=0.0, upper_bound=1.0)
+_MICROPHONE_FREQUENCY = flags.DEFINE_float(
+    "microphone_frequency", None, "Share of training clips heard through a random "
+    "microphone (low and high cut, peaks and dips)." + _ACOUSTICS_DEFAULT.format(0.5),
+    lower_bound=0.0, upper_bound=1.0)
+_NOISE_FREQUENCY = flags.DEFINE_float(
+    "noise_frequency", None, "Share of training clips mixed with coloured noise made on the "
+    "fly, at --noise_snr_min_db to --noise_snr_max_db." + _ACOUSTICS_DEFAULT.format(0.8),
+    lower_bound=0.0, upper_bound=1.0)
+_NOISE_SNR_MIN_DB = flags.DEFINE_float(
+    "noise_snr_min_db", 0.0, "Lowest signal-to-noise ratio of --noise_frequency's noise, dB.")
+_NOISE_SNR_MAX_DB = flags.DEFINE_float(
+    "noise_snr_max_db", 30.0, "Highest signal-to-noise ratio of --noise_frequency's noise, dB.")
 _GAIN_DB = flags.DEFINE_float(
     "gain_db", 10.0, "Training clips get louder or quieter by up to this many dB, as "
     "speakers and microphones differ.", lower_bound=0.0)
@@ -135,10 +157,20 @@ def config_from_flags():
     models = data_flags.optional_list(_MODELS.value, "--models")
     check_model_names(models)
     data_settings = data_flags.data_settings()
-    from kws.data.augment import NO_AUGMENTATION, AugmentConfig  # these import TensorFlow
+    from kws.data.augment import (  # these import TensorFlow
+        NO_AUGMENTATION,
+        SYNTHETIC_ACOUSTICS,
+        AugmentConfig,
+    )
     from kws.recipe import Recipe
     from kws.run import TrainConfig
 
+    synthetic = (data_settings["data_dir"] is None and data_settings["dataset"] is None
+                 and not _PREPARED_DIR.value)
+    acoustics = {flag.name: flag.value if flag.value is not None
+                 else SYNTHETIC_ACOUSTICS[flag.name] if synthetic else 0.0
+                 for flag in (_SPEED_CHANGE, _ROOM_FREQUENCY, _MICROPHONE_FREQUENCY,
+                              _NOISE_FREQUENCY)}
     output_dir = _OUTPUT_DIR.value or Path("export") / "runs" / datetime.datetime.now().strftime(
         "%Y%m%d-%H%M%S")
     return TrainConfig(
@@ -154,6 +186,9 @@ def config_from_flags():
             time_mask_frames=_TIME_MASK_FRAMES.value,
             frequency_masks=_FREQUENCY_MASKS.value,
             frequency_mask_bins=_FREQUENCY_MASK_BINS.value,
+            noise_snr_min_db=_NOISE_SNR_MIN_DB.value,
+            noise_snr_max_db=_NOISE_SNR_MAX_DB.value,
+            **acoustics,
         ) if _AUGMENT.value else NO_AUGMENTATION,
         models=models,
         epochs=_EPOCHS.value,

@@ -30,6 +30,7 @@ from kws.data.pipeline import (
     waveform_batches,
 )
 from kws.data.prepared import PreparedClips
+from kws.data.rooms import ROOM_COUNT, room_bank
 from kws.data.split import TESTING, TRAINING, VALIDATION
 from kws.errors import InputError
 from kws.models import build_model
@@ -211,6 +212,15 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd,
     return model, results, history
 
 
+def room_responses(config: TrainConfig) -> np.ndarray | None:
+    """The simulated rooms the augmentation draws from, or None when it uses none."""
+    if not (config.augmentation.active and config.augmentation.room_frequency):
+        return None
+    # Half a second of each room: its tail at 0.8 s RT60 is 37 dB down by then.
+    return room_bank(ROOM_COUNT, 0, config.features.sample_rate,
+                     config.features.clip_samples // 2, config.cache_dir)
+
+
 def _local_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
                     front_end: FrontEnd) -> dict:
     """The pipelines as this process computes them."""
@@ -222,7 +232,7 @@ def _local_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
                                           config.batch_size, shuffle_seed=config.seed)
         return datasets
     if augmentation.background_frequency > 0 and not data.background:
-        logging.info("No _background_noise_ recordings: training clips get no noise mixed in")
+        logging.info("No _background_noise_ recordings: no recorded noise is mixed in")
     logging.info("Augmenting training clips: %s", augmentation)
     logging.info("Augmented training features are computed %s (--features_on=%s)",
                  "in the train step" if config.features_in_train_step
@@ -309,7 +319,8 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
     # the same --seed, not whatever an earlier run in this process left.
     keras.utils.set_random_seed(config.seed)
     datasets = make_datasets(config, data, front_end)
-    training_features = TrainingFeatures(front_end, config.augmentation, data.background) \
+    training_features = TrainingFeatures(front_end, config.augmentation, data.background,
+                                         room_responses(config)) \
         if config.features_in_train_step else None
 
     run_report = {

@@ -1,5 +1,7 @@
 """Augmentation: exact outputs where the draw is forced, bounds, per-clip and per-seed."""
 
+import dataclasses
+
 import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
@@ -117,6 +119,10 @@ class AugmentConfigTest(tf.test.TestCase, parameterized.TestCase):
         ("frequency", {"background_frequency": 1.5}, "--background_frequency must be between"),
         ("shift", {"time_shift_ms": -1.0}, "--time_shift_ms must not be negative, got -1.0"),
         ("masks", {"time_masks": -2}, "--time_masks must not be negative, got -2"),
+        ("rooms", {"room_frequency": -0.1}, "--room_frequency must be between 0 and 1, got -0.1"),
+        ("speed", {"speed_change": 1.0}, r"--speed_change must be in \[0, 1\), got 1.0"),
+        ("snr", {"noise_snr_min_db": 20.0, "noise_snr_max_db": 10.0},
+         "--noise_snr_min_db=20.0 is above --noise_snr_max_db=10.0"),
     )
     def test_rejects_bad_values(self, overrides, message):
         with self.assertRaisesRegex(InputError, message):
@@ -164,3 +170,112 @@ class AugmentedDatasetTest(tf.test.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+def tone(hz: float, batch: int = 1, samples: int = 16000) -> tf.Tensor:
+    wave = np.sin(2 * np.pi * hz * np.arange(samples) / 16000).astype(np.float32) * 0.5
+    return tf.constant(np.tile(wave, (batch, 1)))
+
+
+def peak_hz(wave: np.ndarray) -> float:
+    middle = wave[4000:12000] * np.hanning(8000)  # away from the silent edges
+    return float(np.argmax(np.abs(np.fft.rfft(middle, 160000))) / 10)
+
+
+class SpeedTest(tf.test.TestCase, parameterized.TestCase):
+    @parameterized.parameters(0.9, 1.0, 1.07)
+    def test_a_tone_moves_by_the_factor(self, factor):
+        played = augment.play_at_speed(tone(500.0), tf.constant([factor])).numpy()[0]
+        self.assertAllClose(peak_hz(played), 500.0 * factor, atol=0.5)
+
+    def test_faster_leaves_silence_at_both_ends(self):
+        played = augment.play_at_speed(tf.ones([1, 1000]), tf.constant([1.1])).numpy()[0]
+        self.assertEqual(played[0], 0.0)
+        self.assertEqual(played[-1], 0.0)
+        self.assertAllClose(played[100:900], np.ones(800))
+
+    def test_each_clip_draws_its_own_factor_within_bounds(self):
+        played = augment.change_speed(tone(1000.0, batch=16), 0.1, SEED).numpy()
+        peaks = [peak_hz(wave) for wave in played]
+        self.assertBetween(min(peaks), 899.0, 1101.0)
+        self.assertBetween(max(peaks), 899.0, 1101.0)
+        self.assertGreater(len({round(p) for p in peaks}), 10)
+
+
+class ReverberateTest(tf.test.TestCase):
+    def test_a_room_that_only_delays_delays_the_clip(self):
+        room = np.zeros((1, 50), np.float32)
+        room[0, 7] = 0.5
+        clips = tf.random.stateless_normal([4, 300], seed=[1, 2])
+        heard = augment.reverberate(clips, augment.room_spectra(room, 300), 1.0, SEED)
+        expected = np.pad(clips.numpy(), ((0, 0), (7, 0)))[:, :300]
+        # The level is kept: the clip's RMS, not the room's 0.5.
+        expected *= np.sqrt(np.mean(clips.numpy() ** 2, 1, keepdims=True)
+                            / np.mean(expected ** 2, 1, keepdims=True))
+        self.assertAllClose(heard, expected, atol=1e-5)
+
+    def test_the_share_of_clips_in_a_room(self):
+        room = np.zeros((1, 10), np.float32)
+        room[0, 3] = 1.0
+        clips = tf.random.stateless_normal([400, 100], seed=[1, 2])
+        heard = augment.reverberate(clips, augment.room_spectra(room, 100), 0.25, SEED)
+        changed = np.mean(np.abs(heard.numpy() - clips.numpy()).max(axis=1) > 1e-4)
+        self.assertBetween(changed, 0.18, 0.32)
+
+
+class MicrophoneTest(tf.test.TestCase):
+    def test_on_log_mel_as_on_the_waveform(self):
+        features = FeatureConfig()
+        log_mel = LogMelSpectrogram(features)
+        noise = tf.random.stateless_normal([8, 16000], seed=[3, 4]) * 0.1
+        heard = augment.through_microphones(log_mel(noise), log_mel.mel_weights, 1.0, features,
+                                            SEED)
+        # The same responses applied to the waveform's spectrum, then the front end.
+        fft_length = 2 ** 15
+        hz = np.fft.rfftfreq(fft_length, 1 / 16000)
+        gains = augment.microphone_gains(hz, 8, SEED)
+        filtered = tf.signal.irfft(tf.signal.rfft(noise, [fft_length]) *
+                                   tf.complex(gains, 0.0 * gains), [fft_length])[:, :16000]
+        difference = np.abs(heard - log_mel(filtered))[:, 5:-5]  # edges: filter tails
+        self.assertLess(np.median(difference), 0.05)  # in nepers of power: 0.2 dB
+        self.assertLess(np.percentile(difference, 95), 0.3)
+        self.assertGreater(np.abs(heard - log_mel(noise)).mean(), 0.3)  # it did colour
+
+    def test_cuts_and_peaks_within_bounds(self):
+        hz = np.array([20.0, 1000.0, 7990.0])
+        gains = 20 * np.log10(augment.microphone_gains(hz, 200, SEED).numpy())
+        self.assertLess(gains[:, 0].max(), -3.0)  # every low cut is at 50 Hz or above
+        self.assertBetween(gains[:, 1].min(), -18.0, 0.0)  # three dips at most at 1 kHz
+        self.assertLess(gains[:, 1].max(), 18.0)
+
+
+class ColouredNoiseTest(tf.test.TestCase):
+    def test_the_bank_runs_from_white_to_brown(self):
+        slopes = []
+        for recording in augment.coloured_noise_bank(16000, seconds=4.0):
+            self.assertAllClose(recording.std(), 1.0, atol=1e-3)
+            power = np.abs(np.fft.rfft(recording)) ** 2
+            hz = np.fft.rfftfreq(len(recording), 1 / 16000)
+            band = (hz > 100) & (hz < 4000)
+            slopes.append(np.polyfit(np.log(hz[band]), np.log(power[band]), 1)[0])
+        self.assertAllClose(slopes, [0.0, -0.5, -1.0, -1.5, -2.0], atol=0.1)
+
+    def test_mixed_at_the_signal_to_noise_ratio_asked_for(self):
+        config = AugmentConfig(noise_frequency=1.0, noise_snr_min_db=12.0,
+                               noise_snr_max_db=12.0)
+        bank = BackgroundNoise(augment.coloured_noise_bank(16000, seconds=2.0), 4000)
+        clips = tone(300.0, batch=6, samples=4000)
+        noise = augment.add_coloured_noise(clips, bank, config, SEED) - clips
+        rms = lambda waves: np.sqrt(np.mean(np.square(waves), axis=1))  # noqa: E731
+        snr_db = 20 * np.log10(rms(clips) / rms(noise))
+        self.assertAllClose(snr_db, [12.0] * 6, atol=0.01)
+
+    def test_in_the_whole_chain_only_when_asked(self):
+        clean = AugmentConfig(gain_db=0.0, background_frequency=0.0)
+        bank = BackgroundNoise(augment.coloured_noise_bank(16000, seconds=2.0), 4000)
+        clips = tone(300.0, batch=2, samples=4000)
+        self.assertAllEqual(augment.augment_waveforms(clips, clean, None, SEED, None, bank),
+                            clips)
+        noisy = dataclasses.replace(clean, noise_frequency=1.0)
+        self.assertNotAllClose(augment.augment_waveforms(clips, noisy, None, SEED, None, bank),
+                               clips)

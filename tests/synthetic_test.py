@@ -141,3 +141,31 @@ class OtherWordsTest(tf.test.TestCase):
 
 if __name__ == "__main__":
     tf.test.main()
+
+
+class AnyWordsTest(tf.test.TestCase):
+    def test_a_word_given_by_its_phonemes(self):
+        cache_dir = Path(self.create_tempdir().full_path)
+        spec = synthetic.SyntheticSpec(words=("kira:k'i@r@", "lights"), clips_per_word=3,
+                                       seed=1, designed_voices=5)
+        data = synthetic.load_synthetic(spec, FeatureConfig(), SplitSpec(), cache_dir)
+        self.assertEqual(data.labels, ("kira", "lights"))
+        clips = np.concatenate([part.clips for part in data.splits.values()])
+        self.assertLen(clips, 6)
+        self.assertTrue(all(np.abs(clip).max() > 0.01 for clip in clips))
+
+    def test_spoken_text(self):
+        self.assertEqual(synthetic.spoken_text("kira:k'i@r@"), "[[k'i@r@]]")
+        self.assertEqual(synthetic.spoken_text("lights"), "lights")
+
+    def test_other_words_avoid_what_the_phonemes_say(self):
+        # "see" and "sea" are spelled otherwise, but sound as the phonemes given for "sii".
+        words = synthetic.other_words(("sii:s'i:",), len(synthetic.common_words()) - 2, 0)
+        self.assertContainsSubset({"see", "sea"}, synthetic.common_words())
+        self.assertNoCommonElements({"see", "sea"}, words)
+
+    def test_phonemes_only_for_synthetic_speech(self):
+        with self.assertRaisesRegex(InputError, "--wanted_words: kira:k'i@r@ gives phonemes, "
+                                                "which only synthetic speech uses"):
+            TrainConfig(output_dir=Path("run"), data_dir=Path("words"),
+                        wanted_words=("kira:k'i@r@",))

@@ -379,6 +379,19 @@ class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
                                 timeout=60, cwd=fixtures.ROOT)
         self.assertEqual(result.stdout.splitlines(), ["InputError False"] * 2, result.stderr)
 
+    def test_synthetic_speech_gets_rooms_microphones_noise_and_speed_by_default(self):
+        data = self.create_tempdir().full_path
+        script = ("from absl import flags; import kws.train\n"
+                  f"for args in ([], ['--data_dir={data}'], ['--room_frequency=0.2']):\n"
+                  "    flags.FLAGS.unparse_flags(); flags.FLAGS(['kws.train', *args])\n"
+                  "    a = kws.train.config_from_flags().augmentation\n"
+                  "    print(a.speed_change, a.room_frequency, a.microphone_frequency, "
+                  "a.noise_frequency)\n")
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                timeout=60, cwd=fixtures.ROOT)
+        self.assertEqual(result.stdout.splitlines(), ["0.1 0.5 0.5 0.8", "0.0 0.0 0.0 0.0",
+                                                      "0.1 0.2 0.5 0.8"], result.stderr)
+
     @parameterized.named_parameters(
         ("unknown_model", ["--models=fc,rnn"], "kws.train: error: unknown model 'rnn'"),
         ("duplicate_word", ["--wanted_words=yes,no,yes"],

@@ -17,8 +17,11 @@ from kws.data.augment import (
     AugmentConfig,
     BackgroundNoise,
     augment_waveforms,
+    coloured_noise_bank,
+    room_spectra,
     shift_frames,
     spec_augment,
+    through_microphones,
 )
 from kws.errors import InputError
 from kws.features import FeatureMoments, LogMelSpectrogram, normalize
@@ -163,7 +166,7 @@ class TrainingFeatures(keras.layers.Layer):
     (batch, clip_samples), seeds (batch,))`` to normalised features ``(batch, frames, mel
     bins)``.
 
-    Gain and noise on the waveforms, log-mel features, the time shift on their frames, then
+    ``augment_waveforms`` on the waveforms, log-mel features, the time shift on their frames, then
     SpecAugment on the normalised features, every draw from the batch's seed (the first of
     ``seeds``). The input pipeline computes it (``make_augmented_dataset``), or the
     accelerator as the first layer of the model being trained (``waveform_batches``); XLA
@@ -173,21 +176,33 @@ class TrainingFeatures(keras.layers.Layer):
         front_end: Feature configuration and training normalisation.
         augment: What happens to the clips.
         background: Noise recordings at the model's rate.
+        rooms: Room impulse responses ``(rooms, samples)`` at the model's rate
+            (``kws.data.rooms.room_bank``), or None for no rooms.
     """
 
     def __init__(self, front_end: FrontEnd, augment: AugmentConfig,
-                 background: tuple[np.ndarray, ...] = (), **kwargs):
+                 background: tuple[np.ndarray, ...] = (), rooms: np.ndarray | None = None,
+                 **kwargs):
         super().__init__(**{"dtype": "float32", "trainable": False, **kwargs})
         self.front_end = front_end
         self.augment = augment
         self.log_mel = LogMelSpectrogram(front_end.features)
         self.noise = BackgroundNoise(background, front_end.features.clip_samples) \
             if background else None
+        self.rooms = room_spectra(rooms, front_end.features.clip_samples) \
+            if rooms is not None else None
+        self.coloured = BackgroundNoise(coloured_noise_bank(front_end.features.sample_rate),
+                                        front_end.features.clip_samples) \
+            if augment.noise_frequency else None
         self.compute = compiled(self.augmented_features)
 
     def augmented_features(self, waves: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
         seed, config = seeds[0], self.front_end.features
-        log_mel = self.log_mel(augment_waveforms(waves, self.augment, self.noise, seed))
+        log_mel = self.log_mel(augment_waveforms(waves, self.augment, self.noise, seed,
+                                                 self.rooms, self.coloured))
+        if self.augment.microphone_frequency:
+            log_mel = through_microphones(log_mel, self.log_mel.mel_weights,
+                                          self.augment.microphone_frequency, config, seed)
         features = normalize(shift_frames(log_mel, self.augment, config, seed),
                              self.front_end.normalization)
         return spec_augment(features, self.augment, seed)
@@ -221,12 +236,12 @@ def waveform_batches(source: ClipSource, batch_size: int, seed: int) -> tf.data.
 
 
 def make_augmented_dataset(source: ClipSource, front_end: FrontEnd, batch_size: int, seed: int,
-                           augment: AugmentConfig,
-                           background: tuple[np.ndarray, ...] = ()) -> tf.data.Dataset:
+                           augment: AugmentConfig, background: tuple[np.ndarray, ...] = (),
+                           rooms: np.ndarray | None = None) -> tf.data.Dataset:
     """Training batches like ``make_dataset``'s, each clip augmented anew every epoch by
     ``TrainingFeatures``, ``FEATURE_BATCH`` clips at a time. Shuffle order and augmentation
     follow ``seed``: two runs with the same seed see the same batches."""
-    features = TrainingFeatures(front_end, augment, background)
+    features = TrainingFeatures(front_end, augment, background, rooms)
     return (_seeded_batches(source, FEATURE_BATCH, seed)
             .map(lambda inputs, labels: (features(inputs), labels),
                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -1,10 +1,12 @@
 """The offline default data: keywords spoken by eSpeak NG, varied like a crowd of speakers.
 
 eSpeak NG comes with the ``espeakng-loader`` package (library and voice data), so nothing
-is downloaded. Each clip draws an accent, a voice variant, a speaking rate, a pitch and a
-pitch range, is placed at a random point of the one-second clip, scaled to a random level
-and mixed with white or brown noise. The accent and variant together are the clip's
-"speaker", so the speaker-disjoint split tests on voices the model never heard.
+is downloaded. Each clip draws an English accent and a voice variant (every installed one,
+and ``designed_voices`` more made at run time, ``kws.data.voices``), a speaking rate, a
+pitch and a pitch range, is placed at a random point of the one-second clip, scaled to a
+random level and mixed with white or brown noise. The accent and variant together are the
+clip's "speaker", so the speaker-disjoint split tests on voices the model never heard.
+Rooms, microphones and more noise come later, in training (``kws.data.augment``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hashlib
 import importlib.metadata
 import json
 import multiprocessing
+import tempfile
 import zipfile
 from pathlib import Path
 
@@ -28,15 +31,17 @@ from kws.config import FeatureConfig
 from kws.data.dataset import ClipSet, LabelledClips, split_clips
 from kws.data.folder import SILENCE, UNKNOWN
 from kws.data.split import SplitSpec
+from kws.data.voices import (
+    accents,
+    design_voices,
+    installed_variants,
+    write_data_with_designs,
+)
 from kws.errors import InputError
 
 # Bump when the recipe below changes, so old caches are not reused.
-SYNTHESIS_VERSION = 1
-ACCENTS = ("en-us", "en", "en-029", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd",
-           "en-gb-x-rp", "en-us-nyc")
-VARIANTS = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt",
-            "klatt2", "klatt3", "klatt4", "croak", "whisper", "grandma", "grandpa", "anika",
-            "steph", "ed", "john", "linda", "max", "rob", "zac")
+SYNTHESIS_VERSION = 2
+DESIGN_SEED = 0  # a designed voice's name means the same voice in every run
 RATE_WPM = (110, 230)  # eSpeak's default is 175 words per minute
 PITCH = (20, 80)  # eSpeak's 0-100 scale, default 50
 PITCH_RANGE = (20, 90)
@@ -52,12 +57,13 @@ class ESpeak:
     _AUDIO_OUTPUT_SYNCHRONOUS = 2
     _POS_CHARACTER = 1
     _CHARS_UTF8 = 1
+    _PHONEMES = 0x100  # reads [[...]] as phonemes
     _RATE, _PITCH, _RANGE = 1, 3, 4
     _CALLBACK = ctypes.CFUNCTYPE(
         ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
     )
 
-    def __init__(self):
+    def __init__(self, data_path: str | Path | None = None):
         import espeakng_loader  # imported here: only synthesis needs the library
 
         self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
@@ -71,7 +77,7 @@ class ESpeak:
         self._lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
         self._lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_char_p),
                                                     ctypes.c_int, ctypes.c_int]
-        data_path = espeakng_loader.get_data_path().encode()
+        data_path = str(data_path or espeakng_loader.get_data_path()).encode()
         self.sample_rate = self._lib.espeak_Initialize(
             self._AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, 0
         )
@@ -96,7 +102,7 @@ class ESpeak:
         while pointer.value:  # one clause per call
             spoken.append(self._lib.espeak_TextToPhonemes(ctypes.byref(pointer),
                                                           self._CHARS_UTF8, 0).decode())
-        return "".join(spoken).translate(str.maketrans("", "", "',%=_ "))
+        return without_stress("".join(spoken))
 
     def say(self, text: str, voice: str, rate_wpm: int, pitch: int, pitch_range: int,
             seed: int) -> np.ndarray:
@@ -113,7 +119,7 @@ class ESpeak:
         self._chunks.clear()
         encoded = text.encode("utf-8")
         status = self._lib.espeak_Synth(encoded, len(encoded) + 1, 0, self._POS_CHARACTER, 0,
-                                        self._CHARS_UTF8, None, None)
+                                        self._CHARS_UTF8 | self._PHONEMES, None, None)
         if status != 0:
             raise RuntimeError(f"eSpeak NG could not speak {text!r} (status {status})")
         return np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
@@ -126,10 +132,14 @@ class SyntheticSpec:
     words: tuple[str, ...] = ("yes", "no", "up")
     clips_per_word: int = 1000
     seed: int = 0
+    designed_voices: int = 200
 
     def __post_init__(self) -> None:
         if self.clips_per_word < 1:
             raise InputError(f"clips per word must be at least 1, got {self.clips_per_word!r}")
+        if self.designed_voices < 0:
+            raise InputError("designed voices must not be negative, got "
+                             f"{self.designed_voices!r}")
 
     def cache_key(self, config: FeatureConfig, words_per_process: int = 1) -> str:
         identity = {**dataclasses.asdict(self), "version": SYNTHESIS_VERSION,
@@ -140,13 +150,30 @@ class SyntheticSpec:
         return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def without_stress(phonemes: str) -> str:
+    return phonemes.translate(str.maketrans("", "", "',%=_ "))
+
+
+def label_of(word: str) -> str:
+    """The label of a wanted word: ``kira`` for ``kira`` and for ``kira:k'i@r@``."""
+    return word.partition(":")[0]
+
+
+def spoken_text(word: str) -> str:
+    """What eSpeak NG is given to say a wanted word: the word, or for the form
+    ``word:phonemes`` (a name eSpeak mispronounces) the phonemes in its ``[[...]]``
+    notation (eSpeak's phoneme mnemonics: ``espeak-ng -x`` shows a word's)."""
+    label, _, phonemes = word.partition(":")
+    return f"[[{phonemes}]]" if phonemes else label
+
+
 def _trim_silence(samples: np.ndarray, threshold: float = 0.01) -> np.ndarray:
     loud = np.flatnonzero(np.abs(samples) > threshold * max(np.abs(samples).max(), 1e-9))
     return samples[loud[0] : loud[-1] + 1] if len(loud) else samples
 
 
 def _synthesize_words(first_index: int, count: int, spec: SyntheticSpec,
-                      config: FeatureConfig) -> tuple[np.ndarray, list[str]]:
+                      config: FeatureConfig, data_path: str) -> tuple[np.ndarray, list[str]]:
     """All clips of ``count`` words of ``spec`` from ``first_index`` on, as int16 ``(clips,
     clip_samples)``, and their speakers.
 
@@ -154,22 +181,26 @@ def _synthesize_words(first_index: int, count: int, spec: SyntheticSpec,
     before (internal state survives even ``espeak_Terminate``), so only a fresh library
     given the same words in the same order gives the same clips for the same seed.
     """
-    espeak = ESpeak()
-    results = [_synthesize_word(espeak, spec.words[index], index, spec, config)
+    espeak = ESpeak(data_path)
+    variants = installed_variants(data_path)
+    voices = [(accent, variant) for accent in accents(data_path) for variant in variants]
+    results = [_synthesize_word(espeak, voices, spec.words[index], index, spec, config)
                for index in range(first_index, first_index + count)]
     return (np.concatenate([clips for clips, _ in results]),
             [speaker for _, speakers in results for speaker in speakers])
 
 
-def _synthesize_word(espeak: ESpeak, word: str, word_index: int, spec: SyntheticSpec,
+def _synthesize_word(espeak: ESpeak, voices: list[tuple[str, str]], word: str,
+                     word_index: int, spec: SyntheticSpec,
                      config: FeatureConfig) -> tuple[np.ndarray, list[str]]:
-    """All clips of one word, as int16 ``(clips, clip_samples)``, and their speakers."""
+    """All clips of one word, each in one of ``voices`` (accent, variant), as int16
+    ``(clips, clip_samples)``, and their speakers."""
     clips = np.zeros((spec.clips_per_word, config.clip_samples), np.int16)
     speakers = []
     for clip_index in range(spec.clips_per_word):
         rng = np.random.default_rng([spec.seed, word_index, clip_index])
-        accent, variant = rng.choice(ACCENTS), rng.choice(VARIANTS)
-        spoken = espeak.say(word, f"{accent}+{variant}", int(rng.integers(*RATE_WPM)),
+        accent, variant = voices[int(rng.integers(len(voices)))]
+        spoken = espeak.say(spoken_text(word), f"{accent}+{variant}", int(rng.integers(*RATE_WPM)),
                             int(rng.integers(*PITCH)), int(rng.integers(*PITCH_RANGE)),
                             seed=int(rng.integers(2**31)))
         speech = resample(_trim_silence(spoken / 32768.0), espeak.sample_rate, config.sample_rate)
@@ -212,14 +243,20 @@ def synthesize(spec: SyntheticSpec, config: FeatureConfig,
     """Synthesises the words in fresh processes, ``words_per_process`` each (a fixed
     grouping, so the clips do not depend on the machine): int16 clips, labels and
     speakers."""
+    import espeakng_loader
+
     context = multiprocessing.get_context("spawn")
     firsts = range(0, len(spec.words), words_per_process)
-    with concurrent.futures.ProcessPoolExecutor(
-        max_workers=min(len(firsts), multiprocessing.cpu_count()),
-        mp_context=context, max_tasks_per_child=1,
-    ) as pool:
+    with tempfile.TemporaryDirectory(prefix="kws-espeak-") as scratch, \
+            concurrent.futures.ProcessPoolExecutor(
+                max_workers=min(len(firsts), multiprocessing.cpu_count()),
+                mp_context=context, max_tasks_per_child=1) as pool:
+        data_path = str(write_data_with_designs(
+            espeakng_loader.get_data_path(),
+            design_voices(spec.designed_voices, DESIGN_SEED), Path(scratch) / "data"))
         futures = [pool.submit(_synthesize_words, first,
-                               min(words_per_process, len(spec.words) - first), spec, config)
+                               min(words_per_process, len(spec.words) - first), spec, config,
+                               data_path)
                    for first in firsts]
         results = [future.result() for future in futures]
     clips = np.concatenate([word_clips for word_clips, _ in results])
@@ -271,7 +308,9 @@ def other_words(wanted: tuple[str, ...], count: int, seed: int) -> tuple[str, ..
     sounds like (the same eSpeak phonemes as) a wanted word: "know" never stands in for
     "no"."""
     espeak = ESpeak()
-    forbidden = {espeak.phonemes(word) for word in wanted} | set(wanted)
+    # A wanted word given as word:phonemes sounds as its phonemes say.
+    forbidden = {without_stress(word.partition(":")[2]) or espeak.phonemes(word)
+                 for word in wanted} | {label_of(word) for word in wanted}
     candidates = [word for word in common_words()
                   if word not in forbidden and espeak.phonemes(word) not in forbidden]
     if count > len(candidates):
@@ -308,9 +347,9 @@ def load_synthetic(spec: SyntheticSpec, config: FeatureConfig, split_spec: Split
     """
     clips, labels, speakers = synthesized(spec, config, cache_dir)
     clips = clips.astype(np.float32) / 32768.0
-    names, others = spec.words, ()
+    names, others = tuple(label_of(word) for word in spec.words), ()
     if unknown_words:
-        names = (SILENCE, UNKNOWN, *spec.words)
+        names = (SILENCE, UNKNOWN, *names)
         others, other_clips, other_speakers = load_other_words(
             spec.words, unknown_words, unknown_clips, spec.seed, config, cache_dir)
         clips = np.concatenate([clips, other_clips])
