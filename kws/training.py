@@ -77,41 +77,64 @@ class BestWeights(keras.callbacks.Callback):
     last of the tied epochs is the one the decaying learning rate has trained furthest
     (the first kept epoch 17 to 27 of 50 on real voices).
 
-    Like ``ModelCheckpoint(save_best_only=True)``, but written to a temporary name and
-    renamed (ModelCheckpoint writes in place; a kill during the write left a torn file
-    that the resumed run could not load), and with the accuracy of the saved weights kept
-    beside them, so a resumed run compares against what is really on disk.
+    Like ``ModelCheckpoint(save_best_only=True)``, but a kill at any moment leaves a record
+    (``NAME.best.json``: epoch, validation accuracy, weights file) that names complete
+    weights of that very epoch: each epoch's weights go to a file of their own
+    (``NAME.best-epoch-N.weights.h5``, written to a temporary name and renamed), the
+    record is then replaced in one rename, and only then is the previous file deleted.
+    (ModelCheckpoint writes in place; a kill during the write left a torn file that the
+    resumed run could not load. Writing weights and record one after the other in place
+    left, killed between the two, weights of one epoch under the record of another.)
 
     Args:
-        path: Where the weights go; must end in ``.weights.h5``.
+        folder: Where the weights and the record go.
+        name: The model's name, which starts every file name.
         model: The model whose weights are saved (the one fitted may wrap it).
         ties: ``first`` or ``last``: which of the epochs that tie on the best validation
             accuracy to keep.
     """
 
-    def __init__(self, path: Path, model: keras.Model, ties: str = "first"):
+    def __init__(self, folder: Path, name: str, model: keras.Model, ties: str = "first"):
         super().__init__()
-        self.path = path
+        self.folder, self.name = folder, name
         self.weights_of = model
         self.better = (lambda new, best: new >= best) if ties == "last" else \
             (lambda new, best: new > best)
-        self.record = path.with_name(path.name.removesuffix(".weights.h5") + ".json")
+        self.record = folder / f"{name}.best.json"
         self.best = -np.inf
-        if path.is_file() and self.record.is_file():
-            self.best = json.loads(self.record.read_text())["val_accuracy"]
+        if self.record.is_file():  # a resumed run
+            self.best = self.saved()["val_accuracy"]
+            self._remove_unnamed()
 
     def saved(self) -> dict:
-        """Epoch (from 1) and validation accuracy of the weights on disk."""
+        """Epoch (from 1), validation accuracy and weights file of the weights on disk."""
         return json.loads(self.record.read_text())
+
+    @property
+    def path(self) -> Path:
+        """The saved weights."""
+        return self.folder / self.saved()["weights"]
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         accuracy = (logs or {}).get("val_accuracy")
-        if accuracy is not None and self.better(accuracy, self.best):
-            self.best = accuracy
-            with fileio.atomic_path(self.path, suffix=".weights.h5") as tmp:
-                self.weights_of.save_weights(tmp)
-            fileio.write_text_atomic(self.record, json.dumps(
-                {"epoch": epoch + 1, "val_accuracy": float(accuracy)}))
+        if accuracy is None or not self.better(accuracy, self.best):
+            return
+        self.best = accuracy
+        weights = self.folder / f"{self.name}.best-epoch-{epoch + 1}.weights.h5"
+        with fileio.atomic_path(weights, suffix=".weights.h5") as tmp:
+            self.weights_of.save_weights(tmp)
+        fileio.write_text_atomic(self.record, json.dumps(
+            {"epoch": epoch + 1, "val_accuracy": float(accuracy), "weights": weights.name}))
+        self._remove_unnamed()
+
+    def _remove_unnamed(self) -> None:
+        """Deletes earlier epochs' weights and what a kill left half written: whatever
+        the record does not name."""
+        named = self.path
+        for stale in [*self.folder.glob(f"{self.name}.best-epoch-*.weights.h5"),
+                      *self.folder.glob(f".{self.name}.best-epoch-*")]:
+            if stale != named:
+                stale.unlink(missing_ok=True)
 
 
 def read_history(path: Path) -> dict[str, list[float]]:
@@ -168,8 +191,7 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd,
                       loss=config.recipe.loss(), metrics=["accuracy"])
         fitted = model if training_features is None else \
             on_waveforms(model, training_features, front_end.features.clip_samples)
-    best_weights = BestWeights(checkpoints / f"{name}.best.weights.h5", model,
-                               config.recipe.best_of_ties)
+    best_weights = BestWeights(checkpoints, name, model, config.recipe.best_of_ties)
     if done < config.epochs:
         if done:
             logging.info("Resuming %s after epoch %d of %d", name, done, config.epochs)
@@ -192,6 +214,9 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd,
             fitted.fit(datasets["training"], epochs=config.epochs, callbacks=callbacks,
                        verbose=config.verbose,
                        shuffle=False)  # the dataset reshuffles itself every epoch
+    # Restored from the backup on resume, so a stopped run ends where an unstopped one does.
+    optimizer_steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) \
+        if done < config.epochs else None
     model.load_weights(best_weights.path)
     scores, test_labels = collective.scores_and_labels(collective.compiled_forward(model),
                                                        datasets["testing"])
@@ -205,6 +230,7 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd,
         "epochs": len(history["loss"]),
         "best_epoch": best["epoch"],
         "resumed_after_epoch": done,
+        "optimizer_steps": optimizer_steps,
         "train_seconds": round(sum(history["seconds"]), 1),  # every session's epochs
         "confusion_matrix": report.confusion_matrix(
             test_labels, predictions, len(front_end.labels)).tolist(),

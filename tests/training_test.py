@@ -125,15 +125,66 @@ def start_and_stop(flags: tuple[str, ...], history_csv: Path, stop: signal.Signa
         return process.wait(timeout=120)
 
 
+# Runs kws.train with a kill (SIGKILL, nothing cleaned up) injected at an exact point of
+# model ARGV[1]'s training: "batch" in the middle of the second epoch this process runs,
+# or "record" in the first best-weights save of this process (every epoch counts as best
+# here, so one comes), after the weights file is renamed and before the record naming it.
+KILL_SCRIPT = """
+import os, signal, sys
+from absl import app
+import kws.fileio, kws.train, kws.training
+model, where = sys.argv[1:3]
+current = [None]
+train_one = kws.training.train_one
+def named(name, *args, **kwargs):
+    current[0] = name
+    return train_one(name, *args, **kwargs)
+kws.training.train_one = named
+class KillMidEpoch(kws.training.EpochSeconds):
+    epochs = 0
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self.epochs += 1
+    def on_train_batch_end(self, batch, logs=None):
+        if where == "batch" and current[0] == model and self.epochs == 2 and batch == 1:
+            os.kill(os.getpid(), signal.SIGKILL)
+kws.training.EpochSeconds = KillMidEpoch
+init = kws.training.BestWeights.__init__
+def always_better(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    self.better = lambda new, best: True
+if where == "record":
+    kws.training.BestWeights.__init__ = always_better
+write = kws.fileio.write_text_atomic
+def write_then_kill(path, text):
+    if where == "record" and path.name == model + ".best.json":
+        os.kill(os.getpid(), signal.SIGKILL)
+    write(path, text)
+kws.fileio.write_text_atomic = write_then_kill
+app.run(kws.train.main, argv=["kws.train", *sys.argv[3:]])
+"""
+
+
+def run_and_kill(model: str, where: str, flags: tuple[str, ...],
+                 log: Path) -> subprocess.CompletedProcess:
+    with log.open("w") as stderr:
+        return subprocess.run([sys.executable, "-c", KILL_SCRIPT, model, where, *flags],
+                              stdout=subprocess.DEVNULL, stderr=stderr, timeout=300,
+                              cwd=fixtures.ROOT)
+
+
 class ResumeTest(tf.test.TestCase):
-    def test_resumes_after_ctrl_c_and_after_sigkill(self):
-        """Ctrl-C during the first model, SIGKILL during the second, each after a completed
-        epoch; every rerun of the same command carries on, and the last one finishes."""
+    def test_resumes_after_ctrl_c_and_kills_at_any_moment(self):
+        """Ctrl-C after an epoch of the first model; SIGKILL in the middle of an epoch of
+        the second, then between its best weights and their record; every rerun of the
+        same command carries on, and the last one ends where an unstopped run ends: every
+        epoch once, the optimizer's step count of an unstopped run, a best-weights record
+        that names the weights on disk."""
         root = Path(self.create_tempdir().full_path)
         run_dir = root / "run"
         flags = (f"--output_dir={run_dir}", f"--cache_dir={root / 'cache'}",
                  "--clips_per_word=40", "--epochs=5", "--models=fc,gru", "--batch_size=16",
-                 "--noexport")
+                 "--room_frequency=0", "--noexport")
         checkpoints = run_dir / "checkpoints"
 
         status = start_and_stop(flags, checkpoints / "fc.history.csv", signal.SIGINT,
@@ -142,21 +193,34 @@ class ResumeTest(tf.test.TestCase):
         self.assertIn(f"kws.train: interrupted; rerun the same flags --output_dir={run_dir} "
                       "to resume", (root / "first.log").read_text())
 
-        status = start_and_stop(flags, checkpoints / "gru.history.csv", signal.SIGKILL,
-                                root / "second.log")
-        self.assertEqual(status, -signal.SIGKILL, "training ended before the kill")
+        killed = run_and_kill("gru", "batch", flags, root / "second.log")
+        self.assertEqual(killed.returncode, -signal.SIGKILL, "training ended before the kill")
         self.assertRegex((root / "second.log").read_text(), r"Resuming fc after epoch [1-4] of 5")
+        # Killed in its second epoch: one epoch done, the second half way.
+        self.assertLen((checkpoints / "gru.history.csv").read_text().splitlines(), 2)
+
+        killed = run_and_kill("gru", "record", flags, root / "third.log")
+        self.assertEqual(killed.returncode, -signal.SIGKILL, "training ended before the kill")
+        self.assertIn("Resuming gru after epoch 1 of 5", (root / "third.log").read_text())
+        self.assertLen(list(checkpoints.glob("gru.best-epoch-*.weights.h5")), 2)  # 1 and 2
 
         result = run_cli(*flags)
         self.assertEqual(result.returncode, 0, result.stderr[-2000:])
         self.assertIn("Skipping fc: it finished before the run stopped", result.stderr)
         self.assertRegex(result.stderr, r"Resuming gru after epoch [1-4] of 5")
         report = json.loads((run_dir / "report.json").read_text())
-        self.assertEqual(report["models"]["gru"]["epochs"], 5)
+        steps = -(-report["data"]["split_sizes"]["training"] // 16)
+        for name in ("fc", "gru"):
+            self.assertEqual(report["models"][name]["epochs"], 5)
+            self.assertEqual(report["models"][name]["optimizer_steps"], 5 * steps)
         self.assertGreaterEqual(report["models"]["gru"]["resumed_after_epoch"], 1)
         history = json.loads((run_dir / "history.json").read_text())
         self.assertLen(history["gru"]["loss"], 5)
         self.assertLen(history["fc"]["loss"], 5)
+        record = json.loads((checkpoints / "gru.best.json").read_text())
+        self.assertEqual(record["val_accuracy"], report["models"]["gru"]["val_accuracy"])
+        self.assertEqual([p.name for p in checkpoints.glob("gru.best-epoch-*.weights.h5")],
+                         [record["weights"]])
 
 
 def without_timings(value):
@@ -284,15 +348,20 @@ class BestWeightsTest(tf.test.TestCase, parameterized.TestCase):
     @parameterized.parameters(("first", [1, 3]), ("last", [1, 2, 3, 4]))
     def test_which_tied_epoch_is_kept(self, ties, saved_after):
         model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
-        path = Path(self.create_tempdir().full_path) / "m.best.weights.h5"
-        best = BestWeights(path, model, ties)
+        folder = Path(self.create_tempdir().full_path)
+        best = BestWeights(folder, "m", model, ties)
         saved = []
         for epoch, accuracy in enumerate([0.5, 0.5, 0.75, 0.75, 0.25]):
             best.on_epoch_end(epoch, {"val_accuracy": accuracy})
             if best.saved()["epoch"] == epoch + 1:
                 saved.append(epoch + 1)
         self.assertEqual(saved, saved_after)
-        self.assertEqual(best.saved(), {"epoch": saved_after[-1], "val_accuracy": 0.75})
+        weights = f"m.best-epoch-{saved_after[-1]}.weights.h5"
+        self.assertEqual(best.saved(), {"epoch": saved_after[-1], "val_accuracy": 0.75,
+                                        "weights": weights})
+        self.assertCountEqual([p.name for p in folder.iterdir()], ["m.best.json", weights])
+        # A new run of the same folder (a resumed one) starts from what is on disk.
+        self.assertEqual(BestWeights(folder, "m", model, ties).best, 0.75)
 
 
 class TrainFsddTest(tf.test.TestCase):
