@@ -16,6 +16,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from kws import collective
+from kws.data.prepared import PrepareConfig, prepare
 from kws.distribute import check_tf_config, describe, is_chief, make_strategy
 from kws.errors import InputError
 from kws.models import build_model
@@ -165,6 +166,7 @@ cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import json, keras, numpy as np
 from kws.models import build_model
+from kws.data.prepared import PrepareConfig, prepare
 from kws.recipe import Recipe
 rng = np.random.default_rng(0)
 x, y = rng.standard_normal((32, 20, 40)).astype("float32"), np.arange(32) % 3
@@ -268,13 +270,29 @@ class BenchmarkTrainTest(tf.test.TestCase):
         self.assertIn("train step alone", result.stdout)
         return json.loads(out.read_text())
 
-    def test_tensorflow_pipeline_step_and_both(self):
-        figures = self.run_tool()
+    def test_a_folder_and_prepared_records_in_rounds(self):
+        root = Path(self.create_tempdir().full_path)
+        words = fixtures.write_word_folder(root / "words", {"yes": 300.0, "no": 500.0},
+                                           [f"spk{i:02d}" for i in range(20)], takes=2)
+        prepare(PrepareConfig(out=root / "prepared", data_dir=words,
+                              silence_percentage=0.0, unknown_percentage=0.0))
+        figures = self.run_tool(f"--data_dir={words}", f"--prepared_dir={root / 'prepared'}",
+                                "--rounds=2")
         self.assertEqual(figures["backend"], "tensorflow")
-        self.assertGreater(figures["pipeline_clips_per_second"], 0)
+        self.assertEqual(figures["data"], str(root / "prepared"))  # it wins over --data_dir
+        for key in ("wav_folder_clips_per_second", "prepared_clips_per_second"):
+            self.assertGreater(figures[key], 0)
+        self.assertAllClose(figures["prepared_over_wav_folder"],
+                            figures["prepared_clips_per_second"] /
+                            figures["wav_folder_clips_per_second"])
+        # Each figure is the median of its rounds (of two: their mean).
+        self.assertLen(figures["rounds"], 2)
+        self.assertAllClose(figures["pipeline_clips_per_second"],
+                            np.mean([r["pipeline_clips_per_second"] for r in figures["rounds"]]))
         fc = figures["models"]["fc"]
         for key in ("step_clips_per_second", "fit_clips_per_second", "pipeline_over_step"):
-            self.assertGreater(fc[key], 0)
+            self.assertAllClose(fc[key], np.mean([r["models"]["fc"][key]
+                                                  for r in figures["rounds"]]))
 
     def test_features_in_the_train_step(self):
         figures = self.run_tool("--features_on=accelerator")

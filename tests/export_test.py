@@ -2,7 +2,6 @@
 
 import dataclasses
 import hashlib
-import importlib.util
 import json
 import subprocess
 import sys
@@ -99,19 +98,12 @@ class ReferenceSetTest(tf.test.TestCase):
                                      - self.manifest["keras_test_accuracy"]), 0.005)
 
 
-def load_tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, fixtures.ROOT / "tools" / f"{name}.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
-
-
 class ReferenceRecordTest(tf.test.TestCase):
     """export/reference.json: its hashes are the files', and measuring the files again on
     the real clips gives its figures."""
 
     def test_the_record_is_what_the_files_do(self):
-        tool = load_tool("reference_export")
+        tool = fixtures.load_tool("reference_export")
         record = json.loads((REFERENCE / "reference.json").read_text())
         manifest = json.loads((REFERENCE / export.MANIFEST).read_text())
         for name, entry in record["files"].items():
@@ -129,7 +121,7 @@ COMPARE_TOOL = fixtures.ROOT / "tools" / "compare_gru_exports.py"
 
 class CompareGruExportsTest(tf.test.TestCase):
     def test_medians_of_rounds(self):
-        tool = load_tool("compare_gru_exports")
+        tool = fixtures.load_tool("compare_gru_exports")
         content = (REFERENCE / export.STREAM_INT8).read_bytes()
         figures = tool.time_in_rounds({"stream": content}, rounds=3, num_runs=5,
                                       warmup_runs=1)["stream"]

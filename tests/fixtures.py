@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import struct
@@ -144,3 +145,11 @@ def _can_create_in(folder: Path) -> bool:
         return False
     (folder / "kws-write-probe").rmdir()
     return True
+
+
+def load_tool(name: str):
+    """``tools/NAME.py`` as a module (the tools are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool

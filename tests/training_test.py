@@ -1,15 +1,19 @@
 """Smoke runs of the whole training path, in-process and through ``python -m kws.train``."""
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import keras
 import numpy as np
@@ -70,6 +74,46 @@ class TrainSyntheticTest(tf.test.TestCase):
         self.assertEqual(front_end.labels, ("yes", "no", "up"))
         model = keras.saving.load_model(self.run_dir / "gru.keras", safe_mode=True)
         self.assertEqual(model.predict(np.zeros((1, 101, 40)), verbose=0).shape, (1, 3))
+
+    def test_overwrite_starts_a_finished_run_afresh(self):
+        run_dir = Path(self.create_tempdir().full_path) / "run"
+        shutil.copytree(self.run_dir, run_dir)
+        report = train(TrainConfig(output_dir=run_dir, clips_per_word=40, epochs=1,
+                                   batch_size=16, models=("fc",), verbose=0, overwrite=True,
+                                   cache_dir=self.run_dir.parent / "cache", export=False))
+        self.assertEqual(list(report["models"]), ["fc"])
+        self.assertEqual(report["models"]["fc"]["epochs"], 1)
+        self.assertEqual(json.loads((run_dir / "report.json").read_text()), report)
+        for left in ("gru.keras", "cnn.keras", "gru_int8.tflite", "manifest.json"):
+            self.assertFalse((run_dir / left).exists(), left)  # nothing of the old run
+
+    def test_compare_gru_exports_times_the_run_beside_the_naive_conversion(self):
+        # The tool's whole main path on this run; the three naive conversions of the
+        # 101-step unrolled GRU (a minute and more here) are stood in for by the float file.
+        tool = fixtures.load_tool("compare_gru_exports")
+        out = Path(self.create_tempdir().full_path) / "compare.json"
+        stand_in = (self.run_dir / "gru_float32.tflite").read_bytes()
+        argv = ["compare_gru_exports", f"--model={self.run_dir / 'gru.keras'}",
+                f"--export_dir={self.run_dir}", "--num_runs=3", "--warmup_runs=1", "--rounds=2",
+                f"--json={out}"]
+        printed = io.StringIO()
+        with mock.patch.object(sys, "argv", argv), contextlib.redirect_stdout(printed), \
+                mock.patch.object(tool, "convert_keras", return_value=stand_in) as convert:
+            self.assertEqual(tool.main(), 0)
+        self.assertEqual([call.args[1] for call in convert.call_args_list],
+                         ["float32", "dynamic-range", "int8"])
+        unrolled = convert.call_args_list[0].args[0]
+        self.assertTrue(all(layer.unroll for layer in unrolled.layers
+                            if isinstance(layer, keras.layers.GRU)))
+        figures = json.loads(out.read_text())
+        self.assertCountEqual(figures, [
+            "naive unrolled float32", "naive unrolled dynamic-range", "naive unrolled int8",
+            "gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite"])
+        window, stream = figures["gru_int8.tflite"], figures["gru_int8_stream.tflite"]
+        self.assertEqual(window["bytes"], (self.run_dir / "gru_int8.tflite").stat().st_size)
+        self.assertLen(window["rounds"], 2)
+        ratio = window["avg_us"] / (101 * stream["avg_us"])
+        self.assertIn(f"int8 window / 101 int8 stream steps: {ratio:.3f}", printed.getvalue())
 
     def test_kws_export_makes_the_same_files_again(self):
         # python -m kws.export on the finished run: the run's own config and data (its
