@@ -26,6 +26,7 @@ class SeedsTest(tf.test.TestCase):
         root = Path(tempfile.mkdtemp(dir=tf.compat.v1.test.get_temp_dir()))
         words = fixtures.write_word_folder(root / "words", {"yes": 300.0, "no": 700.0},
                                            [f"spk{i:02d}" for i in range(20)], takes=2)
+        cls.words = words
         cls.sweep = root / "sweep"
         cls.train_flags = [f"--data_dir={words}", "--models=fc", "--epochs=2",
                            "--batch_size=16", "--noexport", "--silence_percentage=0"]
@@ -46,11 +47,20 @@ class SeedsTest(tf.test.TestCase):
         self.assertAllClose(figure["std"], statistics.stdev(accuracies))
         self.assertIn("| tiny | 2 |", (self.sweep / "seeds.md").read_text())
 
-    def test_finished_seeds_are_read_back_and_tables_line_sweeps_up(self):
-        again = run_tool(f"--out={self.sweep}", "--seeds=0,1", "--name=tiny", "--",
-                         *self.train_flags)
+    def test_finished_seeds_are_read_back_evaluated_and_lined_up(self):
+        # Read back, and now also evaluated on a folder (here the training folder itself).
+        again = run_tool(f"--out={self.sweep}", "--seeds=0,1", "--name=tiny",
+                         f"--evaluate={self.words}", "--", *self.train_flags)
         self.assertEqual(again.returncode, 0, again.stderr[-3000:])
         self.assertEqual(again.stdout.count("finished earlier"), 2)
+        evaluation = json.loads((self.sweep / "seeds.json").read_text())["models"]["fc"][
+            "evaluation"]
+        each = [json.loads((self.sweep / f"seed-{seed}" / f"evaluate-{self.words.name}" / "fc"
+                            / "evaluation.json").read_text()) for seed in (0, 1)]
+        self.assertEqual(evaluation["recall"]["no"]["values"],
+                         [e["classes"]["no"]["recall"] for e in each])
+        self.assertEqual(evaluation["accuracy"]["values"], [e["accuracy"] for e in each])
+        self.assertIn("| recall of yes |", (self.sweep / "seeds.md").read_text())
         out = Path(self.create_tempdir().full_path) / "table.json"
         table = run_tool("--table", str(self.sweep), str(self.sweep), f"--json={out}")
         self.assertEqual(table.returncode, 0, table.stderr)
@@ -61,6 +71,7 @@ class SeedsTest(tf.test.TestCase):
         for args, message in (
                 (["--out=/tmp/x", "--seeds=0,a"], "--seeds=0,a: not a comma-separated list"),
                 (["--out=/tmp/x", "--", "--seed=3"], "--seed=3: seeds.py sets --seed"),
+                (["--out=/tmp/x", "--evaluate=/no/such"], "--evaluate=/no/such: no such folder"),
                 (["--table", "/no/such/sweep"], "/no/such/sweep/seeds.json: no such file")):
             result = run_tool(*args)
             self.assertEqual(result.returncode, 1)

@@ -10,6 +10,14 @@ resumes), then ``OUT/seeds.json`` and ``OUT/seeds.md`` summarise them:
         --data_dir=../shared/data/mini_speech_commands --wanted_words=yes,no,up \\
         --lr_schedule=cosine
 
+``--evaluate=FOLDER`` also evaluates each seed's models on another labelled folder
+(``python -m kws.evaluate``), and summarises accuracy, recall per class and the share of
+other words called a keyword there: a model trained from text alone, judged on people:
+
+    python tools/seeds.py --out=sweeps/synthetic \
+        --evaluate=../shared/data/mini_speech_commands -- --models=gru \
+        --synthetic_unknown_words=300
+
 ``--table`` puts several finished sweeps side by side, one row each (an ablation table):
 
     python tools/seeds.py --table sweeps/default sweeps/cosine --json=ablation.json
@@ -71,6 +79,21 @@ def run_seed(out: Path, seed: int, train_flags: list[str]) -> dict:
     return json.loads(report_path.read_text())
 
 
+def evaluate_seed(run_dir: Path, models: list[str], folder: Path) -> dict[str, dict]:
+    """Each model's ``evaluation.json`` on ``folder``: evaluated now, or read back."""
+    results = {}
+    for model in models:
+        out = run_dir / f"evaluate-{folder.name}" / model
+        if not (out / "evaluation.json").is_file():
+            command = [sys.executable, "-m", "kws.evaluate", f"--model={run_dir / model}.keras",
+                       f"--data_dir={folder}", f"--output_dir={out}"]
+            if subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL).returncode != 0:
+                raise InputError(f"{run_dir}: kws.evaluate of {model} on {folder} failed (its "
+                                 "log is above)")
+        results[model] = json.loads((out / "evaluation.json").read_text())
+    return results
+
+
 def spread(values: list[float]) -> dict:
     """Mean, sample standard deviation (0 for one value), lowest and highest."""
     return {"mean": statistics.fmean(values),
@@ -78,10 +101,26 @@ def spread(values: list[float]) -> dict:
             "min": min(values), "max": max(values), "values": values}
 
 
-def summarize(reports: dict[int, dict], name: str, train_flags: list[str]) -> dict:
-    """Per model: test and validation accuracy and best epoch over the seeds."""
+def evaluation_spreads(evaluations: list[dict]) -> dict:
+    """Accuracy, each class's recall and the share of other words called a keyword, over
+    the seeds (of what the folder has: a folder of keywords alone has no other words)."""
+    classes = [name for name, figures in evaluations[0]["classes"].items()
+               if figures["recall"] is not None]
+    spreads = {"data_dir": evaluations[0]["data_dir"], "clips": evaluations[0]["clips"],
+               "accuracy": spread([e["accuracy"] for e in evaluations]),
+               "recall": {name: spread([e["classes"][name]["recall"] for e in evaluations])
+                          for name in classes}}
+    if evaluations[0]["false_keyword_rate"] is not None:
+        spreads["false_keyword_rate"] = spread([e["false_keyword_rate"] for e in evaluations])
+    return spreads
+
+
+def summarize(reports: dict[int, dict], name: str, train_flags: list[str],
+              evaluations: dict[int, dict] | None = None) -> dict:
+    """Per model: test and validation accuracy and best epoch over the seeds, and with
+    ``evaluations`` (per seed, per model) the figures on the other folder."""
     models = next(iter(reports.values()))["models"]
-    return {
+    summary = {
         "name": name,
         "date": datetime.date.today().isoformat(),
         "commit": git_commit(),
@@ -93,6 +132,11 @@ def summarize(reports: dict[int, dict], name: str, train_flags: list[str]) -> di
                            for metric in ("test_accuracy", "val_accuracy", "best_epoch")}
                    for model in models},
     }
+    if evaluations:
+        for model in models:
+            summary["models"][model]["evaluation"] = evaluation_spreads(
+                [evaluations[seed][model] for seed in reports])
+    return summary
 
 
 def percent(figure: dict) -> str:
@@ -113,6 +157,27 @@ def markdown_table(summaries: list[dict]) -> str:
         "the seeds.\n"
 
 
+def evaluation_table(summary: dict) -> str:
+    """Per model, the figures on the evaluated folder: mean ± std and each seed's value."""
+    lines = []
+    for model, figures in summary["models"].items():
+        evaluation = figures.get("evaluation")
+        if not evaluation:
+            continue
+        lines += [f"{model} on {evaluation['data_dir']} ({evaluation['clips']:,} clips):", "",
+                  "| figure | mean ± sample std (%) | each seed (%) |", "|---|---:|---|"]
+        rows = [*((f"recall of {name}", figure)
+                  for name, figure in evaluation["recall"].items()),
+                *([("other words called a keyword", evaluation["false_keyword_rate"])]
+                  if "false_keyword_rate" in evaluation else []),
+                ("accuracy", evaluation["accuracy"])]
+        for label, figure in rows:
+            lines.append(f"| {label} | {percent(figure)} | "
+                         + " / ".join(f"{100 * v:.2f}" for v in figure["values"]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def read_summary(folder: Path) -> dict:
     path = folder / SUMMARY_JSON
     try:
@@ -123,13 +188,18 @@ def read_summary(folder: Path) -> dict:
         raise InputError(f"{path}: not a seeds.py summary ({error})") from None
 
 
-def sweep(out: Path, seeds: list[int], name: str, train_flags: list[str]) -> dict:
+def sweep(out: Path, seeds: list[int], name: str, train_flags: list[str],
+          evaluate: Path | None = None) -> dict:
     check_train_flags(train_flags)
+    if evaluate is not None and not evaluate.is_dir():
+        raise InputError(f"--evaluate={evaluate}: no such folder")
     out.mkdir(parents=True, exist_ok=True)
     reports = {seed: run_seed(out, seed, train_flags) for seed in seeds}
-    summary = summarize(reports, name, train_flags)
+    evaluations = {seed: evaluate_seed(out / f"seed-{seed}", list(report["models"]), evaluate)
+                   for seed, report in reports.items()} if evaluate else None
+    summary = summarize(reports, name, train_flags, evaluations)
     fileio.write_text_atomic(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
-    table = markdown_table([summary])
+    table = markdown_table([summary]) + "\n" + evaluation_table(summary)
     fileio.write_text_atomic(out / SUMMARY_MD, f"# {name}\n\n`python -m kws.train "
                              f"{' '.join(train_flags)}`, seeds {seeds}; summarised on "
                              f"{summary['date']} at commit {summary['commit']}\n\n{table}")
@@ -149,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--table", nargs="+", type=Path, metavar="SWEEP",
                         help="Print finished sweeps side by side instead of training.")
     parser.add_argument("--json", type=Path, help="With --table: also write the rows here.")
+    parser.add_argument("--evaluate", type=Path, metavar="FOLDER",
+                        help="Also evaluate each seed's models on this labelled folder "
+                        "(python -m kws.evaluate) and summarise the figures there.")
     parser.add_argument("train_flags", nargs="*", help="kws.train flags, after --.")
     args = parser.parse_args(argv)
     try:
@@ -160,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.out is None:
             parser.error("--out is required (or --table)")
-        sweep(args.out, parse_seeds(args.seeds), args.name or args.out.name, args.train_flags)
+        sweep(args.out, parse_seeds(args.seeds), args.name or args.out.name, args.train_flags,
+              args.evaluate)
     except InputError as error:
         print(f"seeds.py: error: {error}", file=sys.stderr)
         return 1
