@@ -20,6 +20,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+from kws import benchmark_tflite
 from kws.config import FeatureConfig, FrontEnd, Normalization
 from kws.data.augment import AugmentConfig
 from kws.data.dataset import ClipSet, LabelledClips
@@ -96,9 +97,15 @@ class TrainSyntheticTest(tf.test.TestCase):
         argv = ["compare_gru_exports", f"--model={self.run_dir / 'gru.keras'}",
                 f"--export_dir={self.run_dir}", "--num_runs=3", "--warmup_runs=1", "--rounds=2",
                 f"--json={out}"]
-        printed = io.StringIO()
+        printed, fused, fuse = io.StringIO(), [], tool.fused_lstm
+
+        def keep_fused(*args):
+            fused.append(fuse(*args))
+            return fused[-1]
+
         with mock.patch.object(sys, "argv", argv), contextlib.redirect_stdout(printed), \
-                mock.patch.object(tool, "convert_keras", return_value=stand_in) as convert:
+                mock.patch.object(tool, "convert_keras", return_value=stand_in) as convert, \
+                mock.patch.object(tool, "fused_lstm", side_effect=keep_fused):
             self.assertEqual(tool.main(), 0)
         self.assertEqual([call.args[1] for call in convert.call_args_list],
                          ["float32", "dynamic-range", "int8"])
@@ -108,7 +115,13 @@ class TrainSyntheticTest(tf.test.TestCase):
         figures = json.loads(out.read_text())
         self.assertCountEqual(figures, [
             "naive unrolled float32", "naive unrolled dynamic-range", "naive unrolled int8",
-            "gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite"])
+            tool.FUSED_LSTM, "gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite"])
+        # The anchor users are told to pick: one fused LSTM kernel per layer, int8 in and out.
+        self.assertEqual(benchmark_tflite.model_ops(fused[0])[0].count(
+            "UNIDIRECTIONAL_SEQUENCE_LSTM"), 2)
+        lstm = benchmark_tflite.SignatureModel(fused[0])
+        self.assertEqual(next(iter(lstm.input_details.values()))["dtype"], np.int8)
+        self.assertIn(f"int8 window / {tool.FUSED_LSTM}: ", printed.getvalue())
         window, stream = figures["gru_int8.tflite"], figures["gru_int8_stream.tflite"]
         self.assertEqual(window["bytes"], (self.run_dir / "gru_int8.tflite").stat().st_size)
         self.assertLen(window["rounds"], 2)
