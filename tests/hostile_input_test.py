@@ -151,7 +151,8 @@ class DiskFullTest(tf.test.TestCase):
     def test_one_line_and_completed_epochs_are_kept(self):
         root = Path(self.create_tempdir().full_path)
         flags = [f"--output_dir={root / 'run'}", "--epochs=2", "--clips_per_word=20",
-                 "--models=fc", "--batch_size=16", "--noexport", f"--cache_dir={root}"]
+                 "--models=fc", "--batch_size=16", "--noexport", f"--cache_dir={root}",
+                 "--room_frequency=0"]  # no room bank to simulate: not what this checks
         full = run("-c", FULL_DISK_TRAIN, *flags)
         self.assertEqual(full.returncode, 1)
         self.assertEqual(last_line(full), f"kws.train: error: {root / 'run'}/checkpoints/"
