@@ -1,6 +1,8 @@
 """The package's shape: no two modules of kws/ import each other, directly or in a ring."""
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import tensorflow as tf
@@ -80,6 +82,17 @@ class ImportCycleTest(tf.test.TestCase):
                          "def f():\n    from . import y\n    from kws.z import Z\n")
         self.assertEqual(runtime_imports(tree, "kws", {"kws", "kws.x", "kws.y", "kws.z"}),
                          {"kws.y", "kws.z"})
+
+
+class LightImportsTest(tf.test.TestCase):
+    def test_synthesis_processes_do_not_load_tensorflow(self):
+        # Each synthesis process imports kws.data.synthetic afresh: with TensorFlow and
+        # Keras behind it that cost 5 s a process, three times over for make train's words.
+        script = ("import sys, kws.data.synthetic\n"
+                  "print(sorted({'tensorflow', 'keras'} & set(sys.modules)))")
+        result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                                timeout=60, cwd=PACKAGE.parent)
+        self.assertEqual(result.stdout.strip(), "[]", result.stderr[-2000:])
 
 
 if __name__ == "__main__":

@@ -19,11 +19,10 @@ from absl import logging
 
 from kws.audio import AudioError, load_clip, load_recording
 from kws.config import FeatureConfig
-from kws.data.dataset import LabelledClips, SkippedFile, split_clips
+from kws.data.dataset import SILENCE, UNKNOWN, LabelledClips, SkippedFile, split_clips
 from kws.data.split import SPLITS, TESTING, TRAINING, VALIDATION, SplitSpec, speaker_of
 from kws.errors import InputError
 
-SILENCE, UNKNOWN = "_silence_", "_unknown_"
 BACKGROUND_DIR = "_background_noise_"
 # Speech Commands lists these files, relative to the data folder, to fix the split.
 SPLIT_LISTS = {VALIDATION: "validation_list.txt", TESTING: "testing_list.txt"}
