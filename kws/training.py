@@ -269,7 +269,7 @@ def _local_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
         return datasets
     datasets[TRAINING] = make_augmented_dataset(
         data.clip_source(TRAINING), front_end, config.batch_size, config.seed, augmentation,
-        data.background)
+        data.background, room_responses(config))
     return datasets
 
 

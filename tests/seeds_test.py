@@ -28,7 +28,7 @@ class SeedsTest(tf.test.TestCase):
                                            [f"spk{i:02d}" for i in range(20)], takes=2)
         cls.words = words
         cls.sweep = root / "sweep"
-        cls.train_flags = [f"--data_dir={words}", "--models=fc", "--epochs=2",
+        cls.train_flags = [f"--data_dir={words}", "--models=fc", "--epochs=1",
                            "--batch_size=16", "--noexport", "--silence_percentage=0"]
         cls.first = run_tool(f"--out={cls.sweep}", "--seeds=0,1", "--name=tiny", "--",
                              *cls.train_flags)

@@ -250,7 +250,7 @@ class ResumeTest(tf.test.TestCase):
         root = Path(self.create_tempdir().full_path)
         run_dir = root / "run"
         flags = (f"--output_dir={run_dir}", f"--cache_dir={root / 'cache'}",
-                 "--clips_per_word=24", "--epochs=4", "--models=fc,gru", "--batch_size=16",
+                 "--clips_per_word=16", "--epochs=3", "--models=fc,gru", "--batch_size=16",
                  "--room_frequency=0", "--noexport")
         checkpoints = run_dir / "checkpoints"
 
@@ -262,29 +262,29 @@ class ResumeTest(tf.test.TestCase):
 
         killed = run_and_kill("gru", "batch", flags, root / "second.log")
         self.assertEqual(killed.returncode, -signal.SIGKILL, "training ended before the kill")
-        self.assertRegex((root / "second.log").read_text(), r"Resuming fc after epoch [1-3] of 4")
+        self.assertRegex((root / "second.log").read_text(), r"Resuming fc after epoch [12] of 3")
         # Killed in its second epoch: one epoch done, the second half way.
         self.assertLen((checkpoints / "gru.history.csv").read_text().splitlines(), 2)
 
         killed = run_and_kill("gru", "record", flags, root / "third.log")
         self.assertEqual(killed.returncode, -signal.SIGKILL, "training ended before the kill")
-        self.assertIn("Resuming gru after epoch 1 of 4", (root / "third.log").read_text())
+        self.assertIn("Resuming gru after epoch 1 of 3", (root / "third.log").read_text())
         self.assertLen(list(checkpoints.glob("gru.best-epoch-*.weights.h5")), 2)  # 1 and 2
 
         result = run_cli(*flags)
         self.assertEqual(result.returncode, 0, result.stderr[-2000:])
         self.assertIn("Skipping fc: it finished before the run stopped", result.stderr)
-        self.assertRegex(result.stderr, r"Resuming gru after epoch [1-3] of 4")
+        self.assertRegex(result.stderr, r"Resuming gru after epoch [12] of 3")
         report = json.loads((run_dir / "report.json").read_text())
         steps = -(-report["data"]["split_sizes"]["training"] // 16)
         self.assertGreaterEqual(steps, 2)  # so that the kill lands inside an epoch
         for name in ("fc", "gru"):
-            self.assertEqual(report["models"][name]["epochs"], 4)
-            self.assertEqual(report["models"][name]["optimizer_steps"], 4 * steps)
+            self.assertEqual(report["models"][name]["epochs"], 3)
+            self.assertEqual(report["models"][name]["optimizer_steps"], 3 * steps)
         self.assertGreaterEqual(report["models"]["gru"]["resumed_after_epoch"], 1)
         history = json.loads((run_dir / "history.json").read_text())
-        self.assertLen(history["gru"]["loss"], 4)
-        self.assertLen(history["fc"]["loss"], 4)
+        self.assertLen(history["gru"]["loss"], 3)
+        self.assertLen(history["fc"]["loss"], 3)
         record = json.loads((checkpoints / "gru.best.json").read_text())
         self.assertEqual(record["val_accuracy"], report["models"]["gru"]["val_accuracy"])
         self.assertEqual([p.name for p in checkpoints.glob("gru.best-epoch-*.weights.h5")],
@@ -313,7 +313,7 @@ class DeterminismTest(tf.test.TestCase):
         runs = [fixtures.start([sys.executable, "-m", "kws.train",
                                 f"--output_dir={root / attempt}",
                                 f"--cache_dir={root / attempt}-cache", "--seed=1",
-                                "--clips_per_word=20", "--epochs=2", "--models=gru",
+                                "--clips_per_word=12", "--epochs=1", "--models=gru",
                                 "--room_frequency=0"])
                 for attempt in attempts]
         logs = fixtures.wait_all(runs, timeout_s=300)
@@ -328,14 +328,17 @@ class DeterminismTest(tf.test.TestCase):
 class FeaturesOnTest(tf.test.TestCase):
     def test_features_in_the_train_step_train_as_the_pipelines_do(self):
         """--features_on=accelerator (forced here, on the CPU) feeds the same clips and seeds
-        to the same XLA-compiled features: with one FEATURE_BATCH per step, the run is the
-        pipeline's run, to the last figure."""
+        to the same compiled features: with one FEATURE_BATCH per step, the run is the
+        pipeline's run, to the last figure. Every augmentation is on, rooms included (the
+        pipeline once left them out)."""
         root = Path(self.create_tempdir().full_path)
+        every = AugmentConfig(speed_change=0.1, room_frequency=1.0, microphone_frequency=1.0,
+                              noise_frequency=1.0)
         reports = {
             placement: train(TrainConfig(
                 output_dir=root / placement, cache_dir=root / "cache", clips_per_word=20,
                 epochs=2, batch_size=FEATURE_BATCH, models=("fc",), verbose=0,
-                features_on=placement))
+                features_on=placement, augmentation=every))
             for placement in ("pipeline", "accelerator")}
         self.assertEqual(reports["accelerator"]["config"]["features_on"], "accelerator")
         for report in reports.values():
@@ -500,7 +503,7 @@ class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
     def test_tiny_end_to_end_run(self):
         root = Path(self.create_tempdir().full_path)
         result = run_cli(f"--output_dir={root / 'run'}", f"--cache_dir={root / 'cache'}",
-                         "--clips_per_word=30", "--epochs=1", "--models=fc,gru", "--noexport")
+                         "--clips_per_word=16", "--epochs=1", "--models=fc,gru", "--noexport")
         self.assertEqual(result.returncode, 0, result.stderr[-2000:])
         self.assertIn("| gru | 70,531 |", result.stdout)
         self.assertIn("SYNTHETIC speech", result.stderr)
