@@ -28,6 +28,7 @@ from kws.data.pipeline import (
     make_dataset,
     on_data_service,
     waveform_batches,
+    worth_compiling,
 )
 from kws.data.prepared import PreparedClips
 from kws.data.rooms import ROOM_COUNT, room_bank
@@ -250,27 +251,37 @@ def room_responses(config: TrainConfig) -> np.ndarray | None:
 def _local_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
                     front_end: FrontEnd) -> dict:
     """The pipelines as this process computes them."""
-    datasets = {name: make_dataset(data.clip_source(name), front_end, config.batch_size)
-                for name in (VALIDATION, TESTING)}
+    datasets = {VALIDATION: make_dataset(data.clip_source(VALIDATION), front_end,
+                                         config.batch_size, epochs=config.epochs),
+                TESTING: make_dataset(data.clip_source(TESTING), front_end, config.batch_size)}
     augmentation = config.augmentation
     if not augmentation.active:
         datasets[TRAINING] = make_dataset(data.clip_source(TRAINING), front_end,
-                                          config.batch_size, shuffle_seed=config.seed)
+                                          config.batch_size, shuffle_seed=config.seed,
+                                          epochs=config.epochs)
         return datasets
     if augmentation.background_frequency > 0 and not data.background:
         logging.info("No _background_noise_ recordings: no recorded noise is mixed in")
     logging.info("Augmenting training clips: %s", augmentation)
-    logging.info("Augmented training features are computed %s (--features_on=%s)",
+    logging.info("Augmented training features are computed %s (--features_on=%s), %s",
                  "in the train step" if config.features_in_train_step
-                 else "by the input pipeline", config.features_on)
+                 else "by the input pipeline", config.features_on,
+                 "compiled by XLA" if compile_augmentation(config, data)
+                 else "not compiled by XLA (too few clips to win its compile time back)")
     if config.features_in_train_step:
         datasets[TRAINING] = waveform_batches(data.clip_source(TRAINING), config.batch_size,
                                               config.seed)
         return datasets
     datasets[TRAINING] = make_augmented_dataset(
         data.clip_source(TRAINING), front_end, config.batch_size, config.seed, augmentation,
-        data.background, room_responses(config))
+        data.background, room_responses(config), compile_augmentation(config, data))
     return datasets
+
+
+def compile_augmentation(config: TrainConfig, data: LabelledClips | PreparedClips) -> bool:
+    """Whether XLA compiles the augmented training features: when the run computes enough
+    of them to win the compile time back (a short check run starts seconds sooner)."""
+    return worth_compiling(data.clip_source(TRAINING).shuffled_size * config.epochs)
 
 
 def make_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
@@ -346,7 +357,8 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
     keras.utils.set_random_seed(config.seed)
     datasets = make_datasets(config, data, front_end)
     training_features = TrainingFeatures(front_end, config.augmentation, data.background,
-                                         room_responses(config)) \
+                                         room_responses(config),
+                                         compile_augmentation(config, data)) \
         if config.features_in_train_step else None
 
     run_report = {

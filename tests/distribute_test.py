@@ -36,7 +36,7 @@ runpy.run_module("kws.train", run_name="__main__")
 
 
 class DistributionsTest(tf.test.TestCase):
-    """The gru trained for an epoch on one folder by each strategy learns alike (4 steps
+    """The fc model trained for an epoch on one folder by each strategy learns alike (4 steps
     leave it near chance on these tones: the test compares, it does not ask for
     accuracy)."""
 
@@ -56,7 +56,7 @@ class DistributionsTest(tf.test.TestCase):
         super().tearDownClass()
 
     def flags(self, distribution: str) -> list[str]:
-        return [f"--distribution={distribution}", f"--data_dir={self.words}", "--models=gru",
+        return [f"--distribution={distribution}", f"--data_dir={self.words}", "--models=fc",
                 "--epochs=1", "--batch_size=16", "--silence_percentage=0", "--noexport",
                 f"--output_dir={self.root / distribution}"]
 
@@ -77,15 +77,15 @@ class DistributionsTest(tf.test.TestCase):
         reports = {name: json.loads((self.root / name / "report.json").read_text())
                    for name in logs}
         test_clips = reports["default"]["data"]["split_sizes"]["testing"]
-        one_device = reports["default"]["models"]["gru"]["test_accuracy"]
+        one_device = reports["default"]["models"]["fc"]["test_accuracy"]
         for name in ("mirrored", "multi_worker"):
-            self.assertAllClose(reports[name]["models"]["gru"]["test_accuracy"], one_device,
+            self.assertAllClose(reports[name]["models"]["fc"]["test_accuracy"], one_device,
                                 atol=1 / test_clips + 1e-9, msg=name)
             self.assertEqual(reports[name]["data"], reports["default"]["data"])
         # The same initial weights and global batches, the gradients averaged over both
         # replicas or workers: the first epoch's loss is the one-device loss up to float
         # sums (accuracy on 4 test clips of a near-chance model says little).
-        histories = {name: json.loads((self.root / name / "history.json").read_text())["gru"]
+        histories = {name: json.loads((self.root / name / "history.json").read_text())["fc"]
                      for name in logs}
         self.assertAllClose(histories["multi_worker"]["loss"][0],
                             histories["default"]["loss"][0], rtol=1e-3)

@@ -115,7 +115,8 @@ class TrainSyntheticTest(tf.test.TestCase):
         figures = json.loads(out.read_text())
         self.assertCountEqual(figures, [
             "naive unrolled float32", "naive unrolled dynamic-range", "naive unrolled int8",
-            tool.FUSED_LSTM, "gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite"])
+            tool.FUSED_LSTM, "gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite",
+            "gru_int8_stream.tflite, invoke only"])
         # The anchor users are told to pick: one fused LSTM kernel per layer, int8 in and out.
         self.assertEqual(benchmark_tflite.model_ops(fused[0])[0].count(
             "UNIDIRECTIONAL_SEQUENCE_LSTM"), 2)
@@ -127,6 +128,10 @@ class TrainSyntheticTest(tf.test.TestCase):
         self.assertLen(window["rounds"], 2)
         ratio = window["avg_us"] / (101 * stream["avg_us"])
         self.assertIn(f"int8 window / 101 int8 stream steps: {ratio:.3f}", printed.getvalue())
+        invokes = figures["gru_int8_stream.tflite, invoke only"]
+        ratio = window["avg_us"] / (101 * invokes["avg_us"])
+        self.assertIn(f"int8 window / 101 int8 stream invokes: {ratio:.3f} (target",
+                      printed.getvalue())
 
     def test_kws_export_makes_the_same_files_again(self):
         # python -m kws.export on the finished run: the run's own config and data (its
@@ -250,7 +255,7 @@ class ResumeTest(tf.test.TestCase):
         root = Path(self.create_tempdir().full_path)
         run_dir = root / "run"
         flags = (f"--output_dir={run_dir}", f"--cache_dir={root / 'cache'}",
-                 "--clips_per_word=16", "--epochs=3", "--models=fc,gru", "--batch_size=16",
+                 "--clips_per_word=16", "--epochs=3", "--models=fc,cnn", "--batch_size=16",
                  "--room_frequency=0", "--noexport")
         checkpoints = run_dir / "checkpoints"
 
@@ -260,34 +265,34 @@ class ResumeTest(tf.test.TestCase):
         self.assertIn(f"kws.train: interrupted; rerun the same flags --output_dir={run_dir} "
                       "to resume", (root / "first.log").read_text())
 
-        killed = run_and_kill("gru", "batch", flags, root / "second.log")
+        killed = run_and_kill("cnn", "batch", flags, root / "second.log")
         self.assertEqual(killed.returncode, -signal.SIGKILL, "training ended before the kill")
         self.assertRegex((root / "second.log").read_text(), r"Resuming fc after epoch [12] of 3")
         # Killed in its second epoch: one epoch done, the second half way.
-        self.assertLen((checkpoints / "gru.history.csv").read_text().splitlines(), 2)
+        self.assertLen((checkpoints / "cnn.history.csv").read_text().splitlines(), 2)
 
-        killed = run_and_kill("gru", "record", flags, root / "third.log")
+        killed = run_and_kill("cnn", "record", flags, root / "third.log")
         self.assertEqual(killed.returncode, -signal.SIGKILL, "training ended before the kill")
-        self.assertIn("Resuming gru after epoch 1 of 3", (root / "third.log").read_text())
-        self.assertLen(list(checkpoints.glob("gru.best-epoch-*.weights.h5")), 2)  # 1 and 2
+        self.assertIn("Resuming cnn after epoch 1 of 3", (root / "third.log").read_text())
+        self.assertLen(list(checkpoints.glob("cnn.best-epoch-*.weights.h5")), 2)  # 1 and 2
 
         result = run_cli(*flags)
         self.assertEqual(result.returncode, 0, result.stderr[-2000:])
         self.assertIn("Skipping fc: it finished before the run stopped", result.stderr)
-        self.assertRegex(result.stderr, r"Resuming gru after epoch [12] of 3")
+        self.assertRegex(result.stderr, r"Resuming cnn after epoch [12] of 3")
         report = json.loads((run_dir / "report.json").read_text())
         steps = -(-report["data"]["split_sizes"]["training"] // 16)
         self.assertGreaterEqual(steps, 2)  # so that the kill lands inside an epoch
-        for name in ("fc", "gru"):
+        for name in ("fc", "cnn"):
             self.assertEqual(report["models"][name]["epochs"], 3)
             self.assertEqual(report["models"][name]["optimizer_steps"], 3 * steps)
-        self.assertGreaterEqual(report["models"]["gru"]["resumed_after_epoch"], 1)
+        self.assertGreaterEqual(report["models"]["cnn"]["resumed_after_epoch"], 1)
         history = json.loads((run_dir / "history.json").read_text())
-        self.assertLen(history["gru"]["loss"], 3)
+        self.assertLen(history["cnn"]["loss"], 3)
         self.assertLen(history["fc"]["loss"], 3)
-        record = json.loads((checkpoints / "gru.best.json").read_text())
-        self.assertEqual(record["val_accuracy"], report["models"]["gru"]["val_accuracy"])
-        self.assertEqual([p.name for p in checkpoints.glob("gru.best-epoch-*.weights.h5")],
+        record = json.loads((checkpoints / "cnn.best.json").read_text())
+        self.assertEqual(record["val_accuracy"], report["models"]["cnn"]["val_accuracy"])
+        self.assertEqual([p.name for p in checkpoints.glob("cnn.best-epoch-*.weights.h5")],
                          [record["weights"]])
 
 

@@ -104,11 +104,24 @@ def memory_source(clips: ClipSet) -> ClipSource:
                       epoch_size=clips.epoch_size if len(pool) else None)
 
 
-def compiled(fn: Callable) -> Callable:
-    """``fn`` as a function XLA compiles. It fuses the front end's many element-wise passes
-    over frames that do not fit the CPU cache: the augmented training pipeline delivered
-    38 % more clips per second on a 2-core machine."""
-    return tf.function(fn, jit_compile=True)
+# XLA takes seconds to compile the front end (about 7 s for the augmented one, 2 s for the
+# plain one, on a 2-core machine) and then computes its clips faster; a function that
+# computes fewer clips than this in a run does not win that time back.
+XLA_MIN_CLIPS = 50_000
+
+
+def worth_compiling(clips: int) -> bool:
+    """Whether a front end that will compute ``clips`` clips should be compiled by XLA."""
+    return clips >= XLA_MIN_CLIPS
+
+
+def compiled(fn: Callable, xla: bool) -> Callable:
+    """``fn`` as a traced function, compiled by XLA when ``xla``. XLA fuses the front end's
+    many element-wise passes over frames that do not fit the CPU cache: the augmented
+    training pipeline delivered 38 % more clips per second on a 2-core machine. Traced
+    without AutoGraph: the front end branches only on Python values, and converting the
+    augmentation's code cost about 10 s of every run."""
+    return tf.function(fn, jit_compile=xla, autograph=False)
 
 
 def fit_normalization(training: ClipSource, config: FeatureConfig) -> Normalization:
@@ -116,7 +129,8 @@ def fit_normalization(training: ClipSource, config: FeatureConfig) -> Normalizat
     log_mel = LogMelSpectrogram(config)
     moments = FeatureMoments(config.num_mel_bins)
     for features in (training.batches(FEATURE_BATCH, None)
-                     .map(compiled(lambda waves, _: log_mel(waves)),
+                     .map(compiled(lambda waves, _: log_mel(waves),
+                                   worth_compiling(training.size)),
                           num_parallel_calls=tf.data.AUTOTUNE)
                      .prefetch(tf.data.AUTOTUNE)):
         moments.add(features.numpy())
@@ -130,20 +144,23 @@ def _batch_count(source: ClipSource, batch_size: int):
 
 
 def make_dataset(source: ClipSource, front_end: FrontEnd, batch_size: int,
-                 shuffle_seed: int | None = None) -> tf.data.Dataset:
+                 shuffle_seed: int | None = None, epochs: int = 1) -> tf.data.Dataset:
     """Batches of ``(features (batch, frames, mel bins), labels)`` for Keras ``fit``.
 
     Features of clips in memory are computed once and cached (but for a pool redrawn every
     epoch: computing them costs a tenth of a train step); with ``shuffle_seed`` the clips
-    are reshuffled every epoch, in an order fixed by the seed.
+    are reshuffled every epoch, in an order fixed by the seed. ``epochs``: how many times
+    the dataset will be read (it decides whether XLA compiles an uncached front end).
     """
     log_mel = LogMelSpectrogram(front_end.features)
+    cached = source.in_memory and (shuffle_seed is None or source.epoch_size is None)
 
-    @compiled
     def features(waves, labels):
         return normalize(log_mel(waves), front_end.normalization), labels
 
-    if not source.in_memory or (shuffle_seed is not None and source.epoch_size is not None):
+    features = compiled(features, worth_compiling(
+        source.size if cached else source.shuffled_size * epochs))
+    if not cached:
         return (source.batches(FEATURE_BATCH, shuffle_seed)
                 .map(features, num_parallel_calls=tf.data.AUTOTUNE)
                 .rebatch(batch_size)
@@ -169,8 +186,9 @@ class TrainingFeatures(keras.layers.Layer):
     ``augment_waveforms`` on the waveforms, log-mel features, the time shift on their frames, then
     SpecAugment on the normalised features, every draw from the batch's seed (the first of
     ``seeds``). The input pipeline computes it (``make_augmented_dataset``), or the
-    accelerator as the first layer of the model being trained (``waveform_batches``); XLA
-    compiles it either way, so both draw the same numbers.
+    accelerator as the first layer of the model being trained (``waveform_batches``),
+    compiled the same way in both places (by XLA for ``xla``), so both draw the same
+    numbers.
 
     Args:
         front_end: Feature configuration and training normalisation.
@@ -178,11 +196,13 @@ class TrainingFeatures(keras.layers.Layer):
         background: Noise recordings at the model's rate.
         rooms: Room impulse responses ``(rooms, samples)`` at the model's rate
             (``kws.data.rooms.room_bank``), or None for no rooms.
+        xla: Whether XLA compiles it (``worth_compiling``: for runs long enough to win
+            the compile time back).
     """
 
     def __init__(self, front_end: FrontEnd, augment: AugmentConfig,
                  background: tuple[np.ndarray, ...] = (), rooms: np.ndarray | None = None,
-                 **kwargs):
+                 xla: bool = True, **kwargs):
         super().__init__(**{"dtype": "float32", "trainable": False, **kwargs})
         self.front_end = front_end
         self.augment = augment
@@ -194,7 +214,7 @@ class TrainingFeatures(keras.layers.Layer):
         self.coloured = BackgroundNoise(coloured_noise_bank(front_end.features.sample_rate),
                                         front_end.features.clip_samples) \
             if augment.noise_frequency else None
-        self.compute = compiled(self.augmented_features)
+        self.compute = compiled(self.augmented_features, xla)
 
     def augmented_features(self, waves: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
         seed, config = seeds[0], self.front_end.features
@@ -237,11 +257,11 @@ def waveform_batches(source: ClipSource, batch_size: int, seed: int) -> tf.data.
 
 def make_augmented_dataset(source: ClipSource, front_end: FrontEnd, batch_size: int, seed: int,
                            augment: AugmentConfig, background: tuple[np.ndarray, ...] = (),
-                           rooms: np.ndarray | None = None) -> tf.data.Dataset:
+                           rooms: np.ndarray | None = None, xla: bool = True) -> tf.data.Dataset:
     """Training batches like ``make_dataset``'s, each clip augmented anew every epoch by
     ``TrainingFeatures``, ``FEATURE_BATCH`` clips at a time. Shuffle order and augmentation
     follow ``seed``: two runs with the same seed see the same batches."""
-    features = TrainingFeatures(front_end, augment, background, rooms)
+    features = TrainingFeatures(front_end, augment, background, rooms, xla)
     return (_seeded_batches(source, FEATURE_BATCH, seed)
             .map(lambda inputs, labels: (features(inputs), labels),
                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
