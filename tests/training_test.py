@@ -43,7 +43,7 @@ class TrainSyntheticTest(tf.test.TestCase):
         super().setUpClass()
         root = Path(tempfile.mkdtemp(dir=tf.compat.v1.test.get_temp_dir()))
         cls.run_dir = root / "run"
-        cls.report = train(TrainConfig(output_dir=cls.run_dir, clips_per_word=40, epochs=2,
+        cls.report = train(TrainConfig(output_dir=cls.run_dir, clips_per_word=24, epochs=2,
                                        batch_size=16, cache_dir=root / "cache", verbose=0))
 
     def test_writes_the_run_folder(self):
@@ -67,7 +67,7 @@ class TrainSyntheticTest(tf.test.TestCase):
             self.assertAllClose(result["test_accuracy"], np.trace(matrix) / matrix.sum())
             self.assertBetween(result["best_epoch"], 1, 2)
         self.assertIn("synthetic speech", on_disk["data"]["source"])
-        self.assertEqual(sum(on_disk["data"]["split_sizes"].values()), 120)
+        self.assertEqual(sum(on_disk["data"]["split_sizes"].values()), 72)
         self.assertIn("| gru | 70,531 |", (self.run_dir / "report.md").read_text())
 
     def test_saved_model_and_front_end_reload(self):
@@ -79,7 +79,7 @@ class TrainSyntheticTest(tf.test.TestCase):
     def test_overwrite_starts_a_finished_run_afresh(self):
         run_dir = Path(self.create_tempdir().full_path) / "run"
         shutil.copytree(self.run_dir, run_dir)
-        report = train(TrainConfig(output_dir=run_dir, clips_per_word=40, epochs=1,
+        report = train(TrainConfig(output_dir=run_dir, clips_per_word=24, epochs=1,
                                    batch_size=16, models=("fc",), verbose=0, overwrite=True,
                                    cache_dir=self.run_dir.parent / "cache", export=False))
         self.assertEqual(list(report["models"]), ["fc"])
