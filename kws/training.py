@@ -22,6 +22,7 @@ from kws.config import (
 from kws.data.dataset import LabelledClips
 from kws.data.folder import UNKNOWN
 from kws.data.pipeline import (
+    ClipSource,
     TrainingFeatures,
     check_data_service,
     make_augmented_dataset,
@@ -254,34 +255,38 @@ def _local_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
     datasets = {VALIDATION: make_dataset(data.clip_source(VALIDATION), front_end,
                                          config.batch_size, epochs=config.epochs),
                 TESTING: make_dataset(data.clip_source(TESTING), front_end, config.batch_size)}
-    augmentation = config.augmentation
-    if not augmentation.active:
-        datasets[TRAINING] = make_dataset(data.clip_source(TRAINING), front_end,
-                                          config.batch_size, shuffle_seed=config.seed,
-                                          epochs=config.epochs)
+    training = data.clip_source(TRAINING)
+    if not config.augmentation.active:
+        datasets[TRAINING] = make_dataset(training, front_end, config.batch_size,
+                                          shuffle_seed=config.seed, epochs=config.epochs)
         return datasets
+    if config.features_in_train_step:
+        datasets[TRAINING] = waveform_batches(training, config.batch_size, config.seed)
+        return datasets
+    datasets[TRAINING] = make_augmented_dataset(
+        training, build_training_features(config, data, front_end, training), config.batch_size,
+        config.seed)
+    return datasets
+
+
+def build_training_features(config: TrainConfig, data: LabelledClips | PreparedClips,
+                            front_end: FrontEnd, training: ClipSource) -> TrainingFeatures:
+    """The run's augmented training features, built here alone so that the input pipeline
+    and the train step compute the same ones (the pipeline once left the rooms out):
+    ``training``, the run's training clips, decides whether XLA compiles them, which pays
+    when the run computes enough of them to win the compile time back."""
+    augmentation = config.augmentation
     if augmentation.background_frequency > 0 and not data.background:
         logging.info("No _background_noise_ recordings: no recorded noise is mixed in")
+    xla = worth_compiling(training.shuffled_size * config.epochs)
     logging.info("Augmenting training clips: %s", augmentation)
     logging.info("Augmented training features are computed %s (--features_on=%s), %s",
                  "in the train step" if config.features_in_train_step
                  else "by the input pipeline", config.features_on,
-                 "compiled by XLA" if compile_augmentation(config, data)
+                 "compiled by XLA" if xla
                  else "not compiled by XLA (too few clips to win its compile time back)")
-    if config.features_in_train_step:
-        datasets[TRAINING] = waveform_batches(data.clip_source(TRAINING), config.batch_size,
-                                              config.seed)
-        return datasets
-    datasets[TRAINING] = make_augmented_dataset(
-        data.clip_source(TRAINING), front_end, config.batch_size, config.seed, augmentation,
-        data.background, room_responses(config), compile_augmentation(config, data))
-    return datasets
-
-
-def compile_augmentation(config: TrainConfig, data: LabelledClips | PreparedClips) -> bool:
-    """Whether XLA compiles the augmented training features: when the run computes enough
-    of them to win the compile time back (a short check run starts seconds sooner)."""
-    return worth_compiling(data.clip_source(TRAINING).shuffled_size * config.epochs)
+    return TrainingFeatures(front_end, augmentation, data.background, room_responses(config),
+                            xla)
 
 
 def make_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
@@ -356,9 +361,8 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
     # the same --seed, not whatever an earlier run in this process left.
     keras.utils.set_random_seed(config.seed)
     datasets = make_datasets(config, data, front_end)
-    training_features = TrainingFeatures(front_end, config.augmentation, data.background,
-                                         room_responses(config),
-                                         compile_augmentation(config, data)) \
+    features_in_step = build_training_features(config, data, front_end,
+                                               data.clip_source(TRAINING)) \
         if config.features_in_train_step else None
 
     run_report = {
@@ -381,7 +385,7 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
             run_report["models"][name], histories[name] = json.loads(finished.read_text())
             continue
         model, results, histories[name] = train_one(name, config, front_end, data, datasets,
-                                                    strategy, training_features)
+                                                    strategy, features_in_step)
         with fileio.atomic_path(config.output_dir / f"{name}.keras") as tmp:
             model.save(tmp)
         fileio.write_text_atomic(finished, json.dumps([results, histories[name]]))

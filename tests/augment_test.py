@@ -10,7 +10,12 @@ from kws.config import FeatureConfig, FrontEnd, Normalization
 from kws.data import augment
 from kws.data.augment import AugmentConfig, BackgroundNoise
 from kws.data.dataset import ClipSet
-from kws.data.pipeline import features_array, make_augmented_dataset, memory_source
+from kws.data.pipeline import (
+    TrainingFeatures,
+    features_array,
+    make_augmented_dataset,
+    memory_source,
+)
 from kws.errors import InputError
 from kws.features import LogMelSpectrogram
 
@@ -145,8 +150,8 @@ class AugmentedDatasetTest(tf.test.TestCase):
         self.background = (rng.standard_normal(48000).astype(np.float32) * 0.2,)
 
     def epochs(self, seed: int, count: int = 2) -> list[np.ndarray]:
-        dataset = make_augmented_dataset(memory_source(self.clips), self.front_end, 16, seed,
-                                         AugmentConfig(), self.background)
+        features = TrainingFeatures(self.front_end, AugmentConfig(), self.background)
+        dataset = make_augmented_dataset(memory_source(self.clips), features, 16, seed)
         return [np.concatenate([features.numpy() for features, _ in dataset])
                 for _ in range(count)]
 

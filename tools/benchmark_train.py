@@ -158,12 +158,11 @@ def tensorflow_pipeline(batch_size: int, seed: int) -> Pipeline:
         labels, background = ("yes", "no", "up"), ()
     front_end = FrontEnd(config, Normalization((0.0,) * config.num_mel_bins,
                                                (1.0,) * config.num_mel_bins), labels)
+    features = TrainingFeatures(front_end, AugmentConfig(), background)
     if place_features(_FEATURES_ON.value) == "accelerator":
         return Pipeline(waveform_batches(training, batch_size, seed).repeat(), len(labels),
-                        config.feature_shape, config.clip_samples,
-                        TrainingFeatures(front_end, AugmentConfig(), background))
-    dataset = make_augmented_dataset(training, front_end, batch_size, seed, AugmentConfig(),
-                                     background).repeat()
+                        config.feature_shape, config.clip_samples, features)
+    dataset = make_augmented_dataset(training, features, batch_size, seed).repeat()
     return Pipeline(dataset, len(labels), config.feature_shape, config.clip_samples, None)
 
 

@@ -255,13 +255,11 @@ def waveform_batches(source: ClipSource, batch_size: int, seed: int) -> tf.data.
             .prefetch(tf.data.AUTOTUNE))
 
 
-def make_augmented_dataset(source: ClipSource, front_end: FrontEnd, batch_size: int, seed: int,
-                           augment: AugmentConfig, background: tuple[np.ndarray, ...] = (),
-                           rooms: np.ndarray | None = None, xla: bool = True) -> tf.data.Dataset:
+def make_augmented_dataset(source: ClipSource, features: TrainingFeatures, batch_size: int,
+                           seed: int) -> tf.data.Dataset:
     """Training batches like ``make_dataset``'s, each clip augmented anew every epoch by
-    ``TrainingFeatures``, ``FEATURE_BATCH`` clips at a time. Shuffle order and augmentation
-    follow ``seed``: two runs with the same seed see the same batches."""
-    features = TrainingFeatures(front_end, augment, background, rooms, xla)
+    ``features``, ``FEATURE_BATCH`` clips at a time. Shuffle order and augmentation follow
+    ``seed``: two runs with the same seed see the same batches."""
     return (_seeded_batches(source, FEATURE_BATCH, seed)
             .map(lambda inputs, labels: (features(inputs), labels),
                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
