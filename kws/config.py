@@ -35,6 +35,10 @@ class FeatureConfig:
         lower_edge_hz: Lowest frequency of the mel filter bank, in Hz.
         upper_edge_hz: Highest frequency of the mel filter bank, in Hz.
         log_floor: Added to the mel power before the natural log, so silence stays finite.
+        running_mean_frames: Time constant, in frames, of a causal running mean of each mel
+            bin's log power that is subtracted from it before the normalisation (online
+            mean normalisation: a microphone's or a room's colouring and the level come
+            out); 0 subtracts nothing. It starts at a clip's first frame, and a stream's.
     """
 
     sample_rate: int = 16000
@@ -46,6 +50,7 @@ class FeatureConfig:
     lower_edge_hz: float = 20.0
     upper_edge_hz: float = 7600.0
     log_floor: float = 1e-6
+    running_mean_frames: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "clip_samples", "window_samples", "hop_samples",
@@ -65,6 +70,9 @@ class FeatureConfig:
             )
         if not self.log_floor > 0:
             raise InputError(f"FeatureConfig.log_floor must be positive, got {self.log_floor!r}")
+        if not (self.running_mean_frames == 0 or self.running_mean_frames > 1):
+            raise InputError("--running_mean_frames must be 0 (off) or more than 1 frame, got "
+                             f"{self.running_mean_frames!r}")
 
     @property
     def num_frames(self) -> int:

@@ -98,6 +98,28 @@ def normalization_from_features(features: np.ndarray) -> Normalization:
     return FeatureMoments(features.shape[-1]).add(features).normalization()
 
 
+def running_mean_weights(num_frames: int, time_constant: float) -> np.ndarray:
+    """``(frames, frames)``: row ``t`` holds the weights of every frame in the running mean at
+    frame ``t``, ``m[0] = x[0]``, ``m[t] = m[t - 1] + (x[t] - m[t - 1]) / time_constant``,
+    the recurrence the device front end runs (``benchmark_tflite.RunningMean``)."""
+    rate = 1.0 / time_constant
+    frame = np.arange(num_frames)
+    lag = frame[:, None] - frame[None, :]
+    weights = np.where(lag >= 0, rate * (1.0 - rate) ** np.maximum(lag, 0), 0.0)
+    weights[:, 0] = (1.0 - rate) ** frame  # the mean starts at the first frame
+    return weights
+
+
+def subtract_running_mean(log_mel, config: FeatureConfig):
+    """Log-mel features ``(batch, frames, mel bins)`` less each bin's causal running mean
+    (``FeatureConfig.running_mean_frames``; unchanged when it is 0), on any Keras backend.
+    One product with a fixed matrix: no loop over the frames."""
+    if not config.running_mean_frames:
+        return log_mel
+    means = running_mean_weights(config.num_frames, config.running_mean_frames)
+    return log_mel - keras.ops.einsum("tk,bkf->btf", means.astype("float32"), log_mel)
+
+
 def normalize(features, normalization: Normalization):
     """Applies ``(features - mean) / std`` per mel bin, on any Keras backend."""
     mean = np.asarray(normalization.mean, dtype="float32")

@@ -15,6 +15,8 @@ from kws.features import (
     LogMelSpectrogram,
     normalization_from_features,
     normalize,
+    running_mean_weights,
+    subtract_running_mean,
 )
 
 
@@ -101,6 +103,43 @@ class NormalizationTest(tf.test.TestCase):
     def test_no_features_is_an_error(self):
         with self.assertRaisesRegex(InputError, "no features to compute the normalization"):
             FeatureMoments(40).normalization()
+
+
+class RunningMeanTest(tf.test.TestCase, parameterized.TestCase):
+    @parameterized.parameters(1.5, 30.0, 100.0, 1000.0)
+    def test_matches_the_device_recurrence(self, time_constant):
+        config = FeatureConfig(running_mean_frames=time_constant)
+        log_mel = LogMelSpectrogram(config)(clip_of("chirp", config)[None])
+        expected = benchmark_tflite.RunningMean(dataclasses.asdict(config))(
+            np.asarray(log_mel[0], np.float64))
+        self.assertAllClose(subtract_running_mean(log_mel, config)[0], expected, atol=1e-4)
+
+    def test_a_fixed_colouring_and_level_come_out(self):
+        # A microphone's response and the loudness add a constant per bin to log power.
+        config = FeatureConfig(running_mean_frames=50.0)
+        log_mel = numpy_log_mel(clip_of("chirp", config), config)
+        colouring = np.linspace(-6.0, 4.0, config.num_mel_bins)
+        self.assertAllClose(subtract_running_mean(log_mel[None] + colouring, config),
+                            subtract_running_mean(log_mel[None], config), atol=1e-4)
+        self.assertAllClose(subtract_running_mean(log_mel[None], config)[0, 0],
+                            np.zeros(config.num_mel_bins))  # the mean starts at frame 0
+
+    def test_weights_of_each_frame_sum_to_one_and_never_look_ahead(self):
+        weights = running_mean_weights(101, 20.0)
+        self.assertAllClose(weights.sum(axis=1), np.ones(101))
+        self.assertAllEqual(np.triu(weights, 1), np.zeros((101, 101)))
+
+    def test_off_changes_nothing(self):
+        log_mel = np.random.default_rng(0).normal(size=(2, 101, 40)).astype(np.float32)
+        self.assertIs(subtract_running_mean(log_mel, FeatureConfig()), log_mel)
+        frames = log_mel[0]
+        self.assertIs(benchmark_tflite.RunningMean({})(frames), frames)
+
+    @parameterized.parameters(0.5, 1.0, -3.0)
+    def test_a_time_constant_of_a_frame_or_less_is_refused(self, time_constant):
+        with self.assertRaisesRegex(InputError, "--running_mean_frames must be 0 .off. or "
+                                    f"more than 1 frame, got {time_constant}"):
+            FeatureConfig(running_mean_frames=time_constant)
 
 
 if __name__ == "__main__":

@@ -103,7 +103,9 @@ class CommandTest(tf.test.TestCase):
         self.assertEqual(summary["streams"]["keywords"]["keywords"], 30)
         for variant in summary["variants"]:
             points = variant["points"]
-            self.assertLen(points, 99)
+            self.assertEqual([p["threshold"] for p in points],
+                             stream_eval.THRESHOLDS.tolist())  # 0.01 steps, 0.001 above 0.9
+            self.assertEqual(points[-1]["threshold"], 0.999)
             self.assertLessEqual(points[-1]["negatives_false_accepts"],
                                  points[0]["negatives_false_accepts"])
         # The window model hears most keywords at threshold 0.5.

@@ -333,9 +333,33 @@ def padded_log_mel(padded: np.ndarray, num_frames: int, features: dict) -> np.nd
     return np.log(power @ mel_filterbank(features) + features["log_floor"])
 
 
+class RunningMean:
+    """Subtracts each mel bin's causal running mean from log-mel frames, frame by frame,
+    carried across calls (a stream's frames as they arrive): ``m[0] = x[0]``,
+    ``m[t] = m[t - 1] + (x[t] - m[t - 1]) / running_mean_frames``. Frames pass unchanged
+    when the front end has none (``running_mean_frames`` 0 or absent)."""
+
+    def __init__(self, features: dict):
+        time_constant = features.get("running_mean_frames", 0.0)
+        self.rate = 1.0 / time_constant if time_constant else 0.0
+        self.mean = None
+
+    def __call__(self, log_mels: np.ndarray) -> np.ndarray:
+        if not self.rate:
+            return log_mels
+        out = np.empty_like(log_mels)
+        for index, frame in enumerate(log_mels):
+            self.mean = frame.copy() if self.mean is None \
+                else self.mean + self.rate * (frame - self.mean)
+            out[index] = frame - self.mean
+        return out
+
+
 def normalized_features(clip: np.ndarray, front_end: dict) -> np.ndarray:
-    """A clip's model input: log-mel features normalised with the training statistics."""
-    return normalize(log_mel(clip, front_end["features"]), front_end)
+    """A clip's model input: log-mel features (less their running mean, where the front end
+    has one) normalised with the training statistics."""
+    features = front_end["features"]
+    return normalize(RunningMean(features)(log_mel(clip, features)), front_end)
 
 
 def normalize(log_mels: np.ndarray, front_end: dict) -> np.ndarray:

@@ -134,7 +134,7 @@ def markdown(record: dict) -> str:
     chosen = record["streams"]["recommended"]
     if chosen:
         lines += ["", f"On streams of the test speakers ({STREAM_EVAL_DIR}/stream_eval.md): "
-                  f"`{chosen['model']}` at threshold {chosen['threshold']:.2f} misses "
+                  f"`{chosen['model']}` at threshold {chosen['threshold']:g} misses "
                   f"{100 * chosen['miss_rate']:.1f} % of the keywords with "
                   f"{chosen['false_accepts_per_hour']:.1f} false accepts per hour of other "
                   "words; the manifest recommends it to tools/detect.py."]

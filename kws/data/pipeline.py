@@ -24,7 +24,7 @@ from kws.data.augment import (
     through_microphones,
 )
 from kws.errors import InputError
-from kws.features import FeatureMoments, LogMelSpectrogram, normalize
+from kws.features import FeatureMoments, LogMelSpectrogram, normalize, subtract_running_mean
 
 if TYPE_CHECKING:
     from kws.data.dataset import ClipSet  # which builds its sources here
@@ -129,7 +129,7 @@ def fit_normalization(training: ClipSource, config: FeatureConfig) -> Normalizat
     log_mel = LogMelSpectrogram(config)
     moments = FeatureMoments(config.num_mel_bins)
     for features in (training.batches(FEATURE_BATCH, None)
-                     .map(compiled(lambda waves, _: log_mel(waves),
+                     .map(compiled(lambda waves, _: subtract_running_mean(log_mel(waves), config),
                                    worth_compiling(training.size)),
                           num_parallel_calls=tf.data.AUTOTUNE)
                      .prefetch(tf.data.AUTOTUNE)):
@@ -156,7 +156,8 @@ def make_dataset(source: ClipSource, front_end: FrontEnd, batch_size: int,
     cached = source.in_memory and (shuffle_seed is None or source.epoch_size is None)
 
     def features(waves, labels):
-        return normalize(log_mel(waves), front_end.normalization), labels
+        return normalize(subtract_running_mean(log_mel(waves), front_end.features),
+                         front_end.normalization), labels
 
     features = compiled(features, worth_compiling(
         source.size if cached else source.shuffled_size * epochs))
@@ -183,10 +184,11 @@ class TrainingFeatures(keras.layers.Layer):
     (batch, clip_samples), seeds (batch,))`` to normalised features ``(batch, frames, mel
     bins)``.
 
-    ``augment_waveforms`` on the waveforms, log-mel features, the time shift on their frames, then
-    SpecAugment on the normalised features, every draw from the batch's seed (the first of
-    ``seeds``). The input pipeline computes it (``make_augmented_dataset``), or the
-    accelerator as the first layer of the model being trained (``waveform_batches``),
+    ``augment_waveforms`` on the waveforms, log-mel features, the time shift on their frames,
+    the running mean subtracted (where the front end has one), then SpecAugment on the
+    normalised features, every draw from the batch's seed (the first of ``seeds``). The
+    input pipeline computes it (``make_augmented_dataset``), or the accelerator as the first
+    layer of the model being trained (``waveform_batches``),
     compiled the same way in both places (by XLA for ``xla``), so both draw the same
     numbers.
 
@@ -223,8 +225,9 @@ class TrainingFeatures(keras.layers.Layer):
         if self.augment.microphone_frequency:
             log_mel = through_microphones(log_mel, self.log_mel.mel_weights,
                                           self.augment.microphone_frequency, config, seed)
-        features = normalize(shift_frames(log_mel, self.augment, config, seed),
-                             self.front_end.normalization)
+        log_mel = subtract_running_mean(shift_frames(log_mel, self.augment, config, seed),
+                                        config)
+        features = normalize(log_mel, self.front_end.normalization)
         return spec_augment(features, self.augment, seed)
 
     def call(self, inputs):
