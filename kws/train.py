@@ -60,10 +60,6 @@ _GAIN_DB = flags.DEFINE_float(
     "speakers and microphones differ.", lower_bound=0.0)
 _TIME_SHIFT_MS = flags.DEFINE_float(
     "time_shift_ms", 100.0, "Training clips move by up to this many ms.", lower_bound=0.0)
-_UNKNOWN_TIME_SHIFT_MS = flags.DEFINE_float(
-    "unknown_time_shift_ms", None, "Training clips of _unknown_ move by up to this many ms "
-    "(default: as --time_shift_ms); a detector hears other words at every offset in its "
-    "window.", lower_bound=0.0)
 _BACKGROUND_FREQUENCY = flags.DEFINE_float(
     "background_frequency", 0.8, "Share of training clips mixed with _background_noise_.",
     lower_bound=0.0, upper_bound=1.0)
@@ -190,7 +186,6 @@ def config_from_flags():
         augmentation=AugmentConfig(
             gain_db=_GAIN_DB.value,
             time_shift_ms=_TIME_SHIFT_MS.value,
-            unknown_time_shift_ms=_UNKNOWN_TIME_SHIFT_MS.value,
             background_frequency=_BACKGROUND_FREQUENCY.value,
             background_volume=_BACKGROUND_VOLUME.value,
             time_masks=_TIME_MASKS.value,

@@ -153,13 +153,12 @@ def read_history(path: Path) -> dict[str, list[float]]:
 
 def on_waveforms(model: keras.Model, training_features: TrainingFeatures,
                  clip_samples: int) -> keras.Model:
-    """``model`` behind ``training_features``: trained on ``((waveforms, seeds, labels),
-    labels)`` batches (``waveform_batches``), so the accelerator computes the features; it
-    shares ``model``'s weights and compiled loss, metrics and optimizer."""
-    inputs = [keras.Input((clip_samples,), name="waveforms"),
-              keras.Input((), dtype="int64", name="seeds"),
-              keras.Input((), dtype="int32", name="labels")]
-    fitted = keras.Model(inputs, model(training_features(inputs)),
+    """``model`` behind ``training_features``: trained on ``((waveforms, seeds), labels)``
+    batches (``waveform_batches``), so the accelerator computes the features; it shares
+    ``model``'s weights and compiled loss, metrics and optimizer."""
+    waveforms = keras.Input((clip_samples,), name="waveforms")
+    seeds = keras.Input((), dtype="int64", name="seeds")
+    fitted = keras.Model([waveforms, seeds], model(training_features([waveforms, seeds])),
                          name=f"{model.name}_on_waveforms")
     fitted.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
     return fitted

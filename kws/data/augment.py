@@ -45,10 +45,6 @@ class AugmentConfig:
             white to brown), 0 to 1.
         noise_snr_min_db: Lowest signal-to-noise ratio of that noise, in dB.
         noise_snr_max_db: Highest signal-to-noise ratio of that noise, in dB.
-        unknown_time_shift_ms: The time shift of ``_unknown_`` clips, in milliseconds;
-            None moves them as far as the others (``time_shift_ms``). A detector hears
-            every word at every offset in its window: other words far off centre must
-            stay ``_unknown_`` too.
     """
 
     gain_db: float = 10.0
@@ -65,7 +61,6 @@ class AugmentConfig:
     noise_frequency: float = 0.0
     noise_snr_min_db: float = 0.0
     noise_snr_max_db: float = 30.0
-    unknown_time_shift_ms: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("gain_db", "time_shift_ms", "background_volume", "time_masks",
@@ -79,9 +74,6 @@ class AugmentConfig:
                                  f"{getattr(self, name)!r}")
         if not 0 <= self.speed_change < 1:
             raise InputError(f"--speed_change must be in [0, 1), got {self.speed_change!r}")
-        if self.unknown_time_shift_ms is not None and self.unknown_time_shift_ms < 0:
-            raise InputError("--unknown_time_shift_ms must not be negative, got "
-                             f"{self.unknown_time_shift_ms!r}")
         if self.noise_snr_min_db > self.noise_snr_max_db:
             raise InputError(f"--noise_snr_min_db={self.noise_snr_min_db!r} is above "
                              f"--noise_snr_max_db={self.noise_snr_max_db!r}")
@@ -102,15 +94,13 @@ def _uniform(seed: tf.Tensor, salt: int, shape) -> tf.Tensor:
     return tf.random.stateless_uniform(shape, seed=tf.stack([seed, tf.constant(salt, tf.int64)]))
 
 
-def shift_in_time(values: tf.Tensor, max_shift: int | tf.Tensor, seed: tf.Tensor,
+def shift_in_time(values: tf.Tensor, max_shift: int, seed: tf.Tensor,
                   fill: float = 0.0) -> tf.Tensor:
     """Moves each clip along axis 1 (samples or frames) by its own whole number of steps
-    in [-max, max] (``max_shift``: one for all, or each clip's own); the gap takes the value
-    ``fill``."""
+    in [-max, max]; the gap takes the value ``fill``."""
     batch, length = tf.shape(values)[0], tf.shape(values)[1]
-    max_shift = tf.cast(max_shift, tf.int32)
-    shifts = tf.cast(tf.floor(_uniform(seed, 1, [batch])
-                              * tf.cast(2 * max_shift + 1, tf.float32)), tf.int32) - max_shift
+    shifts = tf.cast(tf.floor(_uniform(seed, 1, [batch]) * (2 * max_shift + 1)),
+                     tf.int32) - max_shift
     source = tf.range(length)[tf.newaxis, :] - shifts[:, tf.newaxis]
     inside = (source >= 0) & (source < length)
     moved = tf.gather(values, tf.clip_by_value(source, 0, length - 1), batch_dims=1)
@@ -120,23 +110,17 @@ def shift_in_time(values: tf.Tensor, max_shift: int | tf.Tensor, seed: tf.Tensor
 
 
 def shift_frames(log_mel: tf.Tensor, config: AugmentConfig, features: FeatureConfig,
-                 seed: tf.Tensor, unknown: tf.Tensor | None = None) -> tf.Tensor:
+                 seed: tf.Tensor) -> tf.Tensor:
     """The time shift, on log-mel frames (batch, frames, bins) before normalisation.
 
     Moving whole 10 ms frames costs a hundredth of moving 16,000 samples and gives the
     same spectrogram up to the edge frames; the gap is silence, ``log(log_floor)``.
-    ``unknown``: which clips (batch,) are ``_unknown_``, for ``unknown_time_shift_ms``.
     """
     hop_ms = 1000 * features.hop_samples / features.sample_rate
     max_frames = round(config.time_shift_ms / hop_ms)
-    unknown_frames = max_frames if config.unknown_time_shift_ms is None \
-        else round(config.unknown_time_shift_ms / hop_ms)
-    fill = math.log(features.log_floor)
-    if unknown is not None and unknown_frames != max_frames:
-        return shift_in_time(log_mel, tf.where(unknown, unknown_frames, max_frames), seed, fill)
     if not max_frames:
         return log_mel
-    return shift_in_time(log_mel, max_frames, seed, fill=fill)
+    return shift_in_time(log_mel, max_frames, seed, fill=math.log(features.log_floor))
 
 
 class BackgroundNoise:

@@ -14,6 +14,9 @@ from kws.errors import InputError
 if TYPE_CHECKING:
     from kws.data.pipeline import ClipSource
 
+# The two classes a keyword spotter adds to its words, named as TensorFlow's
+# speech_commands names them.
+SILENCE, UNKNOWN = "_silence_", "_unknown_"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,17 +19,8 @@ from absl import logging
 
 from kws.audio import AudioError, load_clip, load_recording
 from kws.config import FeatureConfig
-from kws.data.dataset import LabelledClips, SkippedFile, split_clips
-from kws.data.split import (
-    SILENCE,
-    SPLITS,
-    TESTING,
-    TRAINING,
-    UNKNOWN,
-    VALIDATION,
-    SplitSpec,
-    speaker_of,
-)
+from kws.data.dataset import SILENCE, UNKNOWN, LabelledClips, SkippedFile, split_clips
+from kws.data.split import SPLITS, TESTING, TRAINING, VALIDATION, SplitSpec, speaker_of
 from kws.errors import InputError
 
 BACKGROUND_DIR = "_background_noise_"

@@ -23,7 +23,6 @@ from kws.data.augment import (
     spec_augment,
     through_microphones,
 )
-from kws.data.split import UNKNOWN
 from kws.errors import InputError
 from kws.features import FeatureMoments, LogMelSpectrogram, normalize, subtract_running_mean
 
@@ -182,9 +181,8 @@ def make_dataset(source: ClipSource, front_end: FrontEnd, batch_size: int,
 
 class TrainingFeatures(keras.layers.Layer):
     """Training clips to features, each clip augmented anew every time: ``(waveforms
-    (batch, clip_samples), seeds (batch,), labels (batch,))`` to normalised features
-    ``(batch, frames, mel bins)`` (the labels say which clips are ``_unknown_``, which the
-    time shift may move further).
+    (batch, clip_samples), seeds (batch,))`` to normalised features ``(batch, frames, mel
+    bins)``.
 
     ``augment_waveforms`` on the waveforms, log-mel features, the time shift on their frames,
     the running mean subtracted (where the front end has one), then SpecAugment on the
@@ -218,40 +216,35 @@ class TrainingFeatures(keras.layers.Layer):
         self.coloured = BackgroundNoise(coloured_noise_bank(front_end.features.sample_rate),
                                         front_end.features.clip_samples) \
             if augment.noise_frequency else None
-        self.unknown = front_end.labels.index(UNKNOWN) if UNKNOWN in front_end.labels else None
         self.compute = compiled(self.augmented_features, xla)
 
-    def augmented_features(self, waves: tf.Tensor, seeds: tf.Tensor,
-                           labels: tf.Tensor) -> tf.Tensor:
+    def augmented_features(self, waves: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
         seed, config = seeds[0], self.front_end.features
-        unknown = None if self.unknown is None else tf.equal(tf.cast(labels, tf.int64),
-                                                            self.unknown)
         log_mel = self.log_mel(augment_waveforms(waves, self.augment, self.noise, seed,
                                                  self.rooms, self.coloured))
         if self.augment.microphone_frequency:
             log_mel = through_microphones(log_mel, self.log_mel.mel_weights,
                                           self.augment.microphone_frequency, config, seed)
-        log_mel = subtract_running_mean(
-            shift_frames(log_mel, self.augment, config, seed, unknown), config)
+        log_mel = subtract_running_mean(shift_frames(log_mel, self.augment, config, seed),
+                                        config)
         features = normalize(log_mel, self.front_end.normalization)
         return spec_augment(features, self.augment, seed)
 
     def call(self, inputs):
-        return self.compute(*inputs)
+        waves, seeds = inputs
+        return self.compute(waves, seeds)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], *self.front_end.features.feature_shape)
 
 
 def _seeded_batches(source: ClipSource, batch_size: int, seed: int) -> tf.data.Dataset:
-    """``((waveforms, seeds, labels), labels)`` batches: the clips in an order that changes
-    every epoch, and seeds counting up from one random number per batch (a new sequence
-    every epoch, fixed by ``seed``), so each replica's share of a batch starts at its own
-    seed."""
+    """``((waveforms, seeds), labels)`` batches: the clips in an order that changes every
+    epoch, and seeds counting up from one random number per batch (a new sequence every
+    epoch, fixed by ``seed``), so each replica's share of a batch starts at its own seed."""
     def with_seeds(batch, first_seed):
         waves, labels = batch
-        return (waves, first_seed + tf.range(tf.size(labels, out_type=tf.int64)),
-                labels), labels
+        return (waves, first_seed + tf.range(tf.size(labels, out_type=tf.int64))), labels
 
     random = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
     return tf.data.Dataset.zip(source.batches(batch_size, seed), random).map(with_seeds)
@@ -259,7 +252,7 @@ def _seeded_batches(source: ClipSource, batch_size: int, seed: int) -> tf.data.D
 
 def waveform_batches(source: ClipSource, batch_size: int, seed: int) -> tf.data.Dataset:
     """Training batches for a model that computes its features itself (``TrainingFeatures``
-    as its first layer): ``((waveforms, seeds, labels), labels)``."""
+    as its first layer): ``((waveforms, seeds), labels)``."""
     return (_seeded_batches(source, batch_size, seed)
             .apply(_batch_count(source, batch_size))
             .prefetch(tf.data.AUTOTUNE))

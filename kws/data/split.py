@@ -15,9 +15,6 @@ from kws.errors import InputError
 
 TRAINING, VALIDATION, TESTING = "training", "validation", "testing"
 SPLITS = (TRAINING, VALIDATION, TESTING)
-# The two classes a keyword spotter adds to its words, named as TensorFlow's
-# speech_commands names them.
-SILENCE, UNKNOWN = "_silence_", "_unknown_"
 
 # Speech Commands' constant: keeps a speaker's split stable as more clips are added.
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1

@@ -28,8 +28,8 @@ from absl import logging
 from kws import fileio
 from kws.audio import fit_to_clip, resample, to_int16
 from kws.config import FeatureConfig
-from kws.data.dataset import ClipSet, LabelledClips, split_clips
-from kws.data.split import SILENCE, UNKNOWN, SplitSpec
+from kws.data.dataset import SILENCE, UNKNOWN, ClipSet, LabelledClips, split_clips
+from kws.data.split import SplitSpec
 from kws.data.voices import (
     accents,
     design_voices,
