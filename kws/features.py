@@ -7,7 +7,7 @@ import dataclasses
 import keras
 import numpy as np
 
-from kws.config import FeatureConfig, Normalization
+from kws.config import FeatureConfig, FrontEnd, Normalization
 from kws.errors import InputError
 
 
@@ -118,6 +118,13 @@ def subtract_running_mean(log_mel, config: FeatureConfig):
         return log_mel
     means = running_mean_weights(config.num_frames, config.running_mean_frames)
     return log_mel - keras.ops.einsum("tk,bkf->btf", means.astype("float32"), log_mel)
+
+
+def model_input(log_mel, front_end: FrontEnd):
+    """Log-mel features to what the model reads: the running mean subtracted (where the
+    front end has one), then normalised with the training statistics."""
+    return normalize(subtract_running_mean(log_mel, front_end.features),
+                     front_end.normalization)
 
 
 def normalize(features, normalization: Normalization):

@@ -24,7 +24,7 @@ from kws.data.augment import (
     through_microphones,
 )
 from kws.errors import InputError
-from kws.features import FeatureMoments, LogMelSpectrogram, normalize, subtract_running_mean
+from kws.features import FeatureMoments, LogMelSpectrogram, model_input, subtract_running_mean
 
 if TYPE_CHECKING:
     from kws.data.dataset import ClipSet  # which builds its sources here
@@ -156,8 +156,7 @@ def make_dataset(source: ClipSource, front_end: FrontEnd, batch_size: int,
     cached = source.in_memory and (shuffle_seed is None or source.epoch_size is None)
 
     def features(waves, labels):
-        return normalize(subtract_running_mean(log_mel(waves), front_end.features),
-                         front_end.normalization), labels
+        return model_input(log_mel(waves), front_end), labels
 
     features = compiled(features, worth_compiling(
         source.size if cached else source.shuffled_size * epochs))
@@ -225,9 +224,8 @@ class TrainingFeatures(keras.layers.Layer):
         if self.augment.microphone_frequency:
             log_mel = through_microphones(log_mel, self.log_mel.mel_weights,
                                           self.augment.microphone_frequency, config, seed)
-        log_mel = subtract_running_mean(shift_frames(log_mel, self.augment, config, seed),
-                                        config)
-        features = normalize(log_mel, self.front_end.normalization)
+        features = model_input(shift_frames(log_mel, self.augment, config, seed),
+                               self.front_end)
         return spec_augment(features, self.augment, seed)
 
     def call(self, inputs):
