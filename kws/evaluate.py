@@ -39,12 +39,14 @@ def class_metrics(matrix: np.ndarray, labels: tuple[str, ...]) -> dict[str, dict
     }
 
 
-def load_evaluation_clips(data_dir: Path, front_end: FrontEnd, split: str = ALL_SPLITS):
+def load_evaluation_clips(data_dir: Path, front_end: FrontEnd, split: str = ALL_SPLITS,
+                          words: tuple[str, ...] = ()):
     """The clips of ``data_dir`` (of one ``split`` of it, or all) with labels indexed in
     the model's order.
 
     Word folders the model does not know count as ``_unknown_`` when the model has that
     class (anything else is an error); a folder may hold only some of the model's classes.
+    ``words``, when given, are the only folders read (a 3-word model on a folder of more).
     """
     from kws.data.dataset import ClipSet
     from kws.data.folder import NONE, SILENCE, UNKNOWN, find_labels, load_folder, wav_files
@@ -54,11 +56,19 @@ def load_evaluation_clips(data_dir: Path, front_end: FrontEnd, split: str = ALL_
         raise InputError(f"--data_dir={data_dir}: no such folder")
     folders = set(find_labels(data_dir)) | {name for name in (SILENCE, UNKNOWN)
                                             if wav_files(data_dir / name)}
+    if words:
+        missing = [word for word in words if word not in folders]
+        if missing:
+            raise InputError(f"--words={','.join(words)}: no clips of {', '.join(missing)} in "
+                             f"{data_dir} (it has: {', '.join(sorted(folders))})")
+        folders = set(words)
     others = sorted(folders - set(front_end.labels))
     if others and UNKNOWN not in front_end.labels:
+        known = ",".join(label for label in front_end.labels if label in folders)
         raise InputError(f"--data_dir={data_dir} has labels the model does not know: "
                          f"{', '.join(others)} (model labels: {', '.join(front_end.labels)}, "
-                         f"no {UNKNOWN} class to count them in)")
+                         f"no {UNKNOWN} class to count them in)"
+                         + (f"; to evaluate only its words: --words={known}" if known else ""))
     if not folders & set(front_end.labels) and not others:
         raise InputError(f"--data_dir={data_dir} has no clips of any of the model's labels "
                          f"({', '.join(front_end.labels)})")
@@ -88,16 +98,16 @@ def false_keyword_rate(matrix: np.ndarray, labels: tuple[str, ...]) -> float | N
 
 
 def evaluate(model_path: Path, data_dir: Path, output_dir: Path,
-             split: str = ALL_SPLITS) -> dict:
-    """Evaluates ``model_path`` on ``data_dir`` (one ``split`` of it, or all) and writes the
-    results to ``output_dir``."""
+             split: str = ALL_SPLITS, words: tuple[str, ...] = ()) -> dict:
+    """Evaluates ``model_path`` on ``data_dir`` (one ``split`` of it, or all; only the
+    ``words`` folders when given) and writes the results to ``output_dir``."""
     from kws import report
     from kws.data.pipeline import features_array
     from kws.models import load_trained_model
 
     model = load_trained_model(model_path)
     front_end = FrontEnd.load(model_path.parent)
-    clips, skipped, others = load_evaluation_clips(data_dir, front_end, split)
+    clips, skipped, others = load_evaluation_clips(data_dir, front_end, split, words)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -110,6 +120,7 @@ def evaluate(model_path: Path, data_dir: Path, output_dir: Path,
         "model": str(model_path),
         "data_dir": str(data_dir),
         "split": split,
+        "words": list(words) or None,
         "counted_as_unknown": others,
         "clips": len(clips),
         "accuracy": float(np.mean(predictions == clips.labels)),
@@ -136,6 +147,8 @@ def markdown(results: dict) -> str:
     split = "" if results["split"] == ALL_SPLITS else f" ({results['split']} split)"
     lines = [f"# {results['model']} on {results['data_dir']}{split}", "",
              f"Accuracy: {_percent(results['accuracy'])} of {results['clips']:,} clips."]
+    if results["words"]:
+        lines.append(f"Only the folders {', '.join(results['words'])}.")
     if results["counted_as_unknown"]:
         lines.append(f"Counted as _unknown_: {', '.join(results['counted_as_unknown'])}.")
     if results["false_keyword_rate"] is not None:
@@ -167,7 +180,8 @@ def main(argv: list[str]) -> None:
         model_path, data_dir = Path(_MODEL.value), Path(_DATA_DIR.value)
         output_dir = Path(_OUTPUT_DIR.value) if _OUTPUT_DIR.value else (
             model_path.parent / "evaluation" / f"{model_path.stem}-{data_dir.resolve().name}")
-        results = evaluate(model_path, data_dir, output_dir, _SPLIT.value)
+        results = evaluate(model_path, data_dir, output_dir, _SPLIT.value,
+                           tuple(_WORDS.value or ()))
     except InputError as error:
         sys.exit(f"kws.evaluate: error: {error}")
     except OSError as error:  # a full disk, a folder made read-only mid-run
@@ -190,4 +204,7 @@ if __name__ == "__main__":
         "split", ALL_SPLITS, [ALL_SPLITS, "training", "validation", "testing"],
         "Evaluate every clip, or one split of the folder as training splits it (its "
         "validation_list.txt and testing_list.txt, else the speaker hash).")
+    _WORDS = flags.DEFINE_list(
+        "words", None, "Only these folders of --data_dir, e.g. yes,no,up (a model without "
+        "an _unknown_ class on a folder of more words). Default: every folder.")
     app.run(main)

@@ -67,8 +67,16 @@ class EvaluateTest(tf.test.TestCase):
         fixtures.write_word_folder(other, {"maybe": 500.0}, ["spk00"], takes=1)
         with self.assertRaisesRegex(InputError, f"--data_dir={other} has labels the model does "
                                                 r"not know: maybe \(model labels: yes, no, no "
-                                                r"_unknown_ class to count them in\)"):
+                                                r"_unknown_ class to count them in\); to "
+                                                "evaluate only its words: --words=yes,no$"):
             evaluate(self.model, other, other / "eval")
+        results = evaluate(self.model, other, other / "eval", words=("no", "yes"))
+        self.assertEqual(results["clips"], 80)  # the maybe folder is left out
+        self.assertEqual(results["words"], ["no", "yes"])
+        self.assertIn("Only the folders no, yes.", (other / "eval" / "evaluation.md").read_text())
+        with self.assertRaisesRegex(InputError, f"--words=yes,later: no clips of later in "
+                                                f"{other} \\(it has: maybe, no, yes\\)"):
+            evaluate(self.model, other, other / "eval", words=("yes", "later"))
 
     def test_other_words_count_as_unknown(self):
         other = Path(self.create_tempdir().full_path)

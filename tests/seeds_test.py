@@ -50,13 +50,16 @@ class SeedsTest(tf.test.TestCase):
     def test_finished_seeds_are_read_back_evaluated_and_lined_up(self):
         # Read back, and now also evaluated on a folder (here the training folder itself).
         again = run_tool(f"--out={self.sweep}", "--seeds=0,1", "--name=tiny",
-                         f"--evaluate={self.words}", "--", *self.train_flags)
+                         f"--evaluate={self.words}", "--evaluate_words=no,yes", "--",
+                         *self.train_flags)
         self.assertEqual(again.returncode, 0, again.stderr[-3000:])
         self.assertEqual(again.stdout.count("finished earlier"), 2)
         evaluation = json.loads((self.sweep / "seeds.json").read_text())["models"]["fc"][
             "evaluation"]
-        each = [json.loads((self.sweep / f"seed-{seed}" / f"evaluate-{self.words.name}" / "fc"
-                            / "evaluation.json").read_text()) for seed in (0, 1)]
+        folder = f"evaluate-{self.words.name}-no-yes"  # --evaluate_words in the name
+        each = [json.loads((self.sweep / f"seed-{seed}" / folder / "fc" / "evaluation.json")
+                           .read_text()) for seed in (0, 1)]
+        self.assertEqual([e["words"] for e in each], [["no", "yes"]] * 2)
         self.assertEqual(evaluation["recall"]["no"]["values"],
                          [e["classes"]["no"]["recall"] for e in each])
         self.assertEqual(evaluation["accuracy"]["values"], [e["accuracy"] for e in each])

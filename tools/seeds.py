@@ -18,6 +18,9 @@ other words called a keyword there: a model trained from text alone, judged on p
         --evaluate=../shared/data/mini_speech_commands -- --models=gru \
         --synthetic_unknown_words=300
 
+``--evaluate_words=yes,no,up`` evaluates only those folders of it (a model without an
+``_unknown_`` class, such as ``make train``'s, on a folder of more words).
+
 ``--table`` puts several finished sweeps side by side, one row each (an ablation table):
 
     python tools/seeds.py --table sweeps/default sweeps/cosine --json=ablation.json
@@ -79,14 +82,17 @@ def run_seed(out: Path, seed: int, train_flags: list[str]) -> dict:
     return json.loads(report_path.read_text())
 
 
-def evaluate_seed(run_dir: Path, models: list[str], folder: Path) -> dict[str, dict]:
-    """Each model's ``evaluation.json`` on ``folder``: evaluated now, or read back."""
+def evaluate_seed(run_dir: Path, models: list[str], folder: Path,
+                  words: list[str]) -> dict[str, dict]:
+    """Each model's ``evaluation.json`` on ``folder`` (only its ``words`` folders, when
+    given): evaluated now, or read back."""
     results = {}
     for model in models:
-        out = run_dir / f"evaluate-{folder.name}" / model
+        out = run_dir / "-".join(["evaluate", folder.name, *words]) / model
         if not (out / "evaluation.json").is_file():
             command = [sys.executable, "-m", "kws.evaluate", f"--model={run_dir / model}.keras",
-                       f"--data_dir={folder}", f"--output_dir={out}"]
+                       f"--data_dir={folder}", f"--output_dir={out}",
+                       *([f"--words={','.join(words)}"] if words else [])]
             if subprocess.run(command, cwd=ROOT, stdout=subprocess.DEVNULL).returncode != 0:
                 raise InputError(f"{run_dir}: kws.evaluate of {model} on {folder} failed (its "
                                  "log is above)")
@@ -189,13 +195,14 @@ def read_summary(folder: Path) -> dict:
 
 
 def sweep(out: Path, seeds: list[int], name: str, train_flags: list[str],
-          evaluate: Path | None = None) -> dict:
+          evaluate: Path | None = None, evaluate_words: list[str] | None = None) -> dict:
     check_train_flags(train_flags)
     if evaluate is not None and not evaluate.is_dir():
         raise InputError(f"--evaluate={evaluate}: no such folder")
     out.mkdir(parents=True, exist_ok=True)
     reports = {seed: run_seed(out, seed, train_flags) for seed in seeds}
-    evaluations = {seed: evaluate_seed(out / f"seed-{seed}", list(report["models"]), evaluate)
+    evaluations = {seed: evaluate_seed(out / f"seed-{seed}", list(report["models"]), evaluate,
+                                       evaluate_words or [])
                    for seed, report in reports.items()} if evaluate else None
     summary = summarize(reports, name, train_flags, evaluations)
     fileio.write_text_atomic(out / SUMMARY_JSON, json.dumps(summary, indent=2) + "\n")
@@ -222,6 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--evaluate", type=Path, metavar="FOLDER",
                         help="Also evaluate each seed's models on this labelled folder "
                         "(python -m kws.evaluate) and summarise the figures there.")
+    parser.add_argument("--evaluate_words", metavar="WORDS",
+                        help="With --evaluate: only these comma-separated word folders of "
+                        "FOLDER (kws.evaluate --words), e.g. yes,no,up for models without an "
+                        "_unknown_ class.")
     parser.add_argument("train_flags", nargs="*", help="kws.train flags, after --.")
     args = parser.parse_args(argv)
     try:
@@ -234,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.out is None:
             parser.error("--out is required (or --table)")
         sweep(args.out, parse_seeds(args.seeds), args.name or args.out.name, args.train_flags,
-              args.evaluate)
+              args.evaluate, args.evaluate_words.split(",") if args.evaluate_words else None)
     except InputError as error:
         print(f"seeds.py: error: {error}", file=sys.stderr)
         return 1
