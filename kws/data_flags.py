@@ -1,4 +1,5 @@
-"""The flags that choose and split the data, shared by ``kws.train`` and ``kws.prepare``.
+"""The flags that choose and split the data, and the front end's setting that the
+training split's normalisation depends on, shared by ``kws.train`` and ``kws.prepare``.
 
 Importing this module defines them; it loads no TensorFlow, so ``--help`` stays quick.
 """
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from absl import flags
 
-from kws.config import DEFAULT_CACHE_DIR, parse_word_list
+from kws.config import DEFAULT_CACHE_DIR, FeatureConfig, parse_word_list
 
 DATA_DIR = flags.DEFINE_string(
     "data_dir", None, "Folder of labelled recordings, DATA_DIR/<word>/*.wav (Speech Commands "
@@ -48,17 +49,24 @@ TESTING_SPEAKERS = flags.DEFINE_string(
     "testing_speakers", "", "Comma-separated speakers held out for testing, e.g. theo for the "
     "Free Spoken Digit Dataset.")
 
+RUNNING_MEAN_FRAMES = flags.DEFINE_float(
+    "running_mean_frames", 0.0, "Time constant, in 10 ms frames, of a causal running mean of "
+    "each mel bin that is subtracted before the normalisation (online mean normalisation: "
+    "removes a microphone's colouring and the level); 0 is off. Saved in features.json (and "
+    "in prepared.json by kws.prepare, whose folder then trains only with the same value).")
+
 
 def optional_list(text: str | None, flag: str) -> tuple[str, ...]:
     return parse_word_list(text, flag) if text else ()
 
 
 def data_settings() -> dict:
-    """The data flags as keyword arguments shared by ``TrainConfig`` and ``PrepareConfig``;
-    bad values raise ``InputError``."""
+    """The data and front-end flags as keyword arguments shared by ``TrainConfig`` and
+    ``PrepareConfig``; bad values raise ``InputError``."""
     from kws.data.split import SplitSpec
 
     return {
+        "features": FeatureConfig(running_mean_frames=RUNNING_MEAN_FRAMES.value),
         "data_dir": Path(DATA_DIR.value) if DATA_DIR.value else None,
         "dataset": DATASET.value,
         "wanted_words": optional_list(WANTED_WORDS.value, "--wanted_words") or None,

@@ -23,7 +23,6 @@ from kws.config import (
     LR_SCHEDULES,
     MODEL_NAMES,
     PRECISIONS,
-    FeatureConfig,
     check_model_names,
 )
 from kws.errors import InputError, describe_os_error
@@ -74,10 +73,6 @@ _FREQUENCY_MASKS = flags.DEFINE_integer(
     "frequency_masks", 2, "SpecAugment frequency masks per clip.", lower_bound=0)
 _FREQUENCY_MASK_BINS = flags.DEFINE_integer(
     "frequency_mask_bins", 5, "Widest SpecAugment frequency mask, in mel bins.", lower_bound=0)
-_RUNNING_MEAN_FRAMES = flags.DEFINE_float(
-    "running_mean_frames", 0.0, "Time constant, in 10 ms frames, of a causal running mean of "
-    "each mel bin that is subtracted before the normalisation (online mean normalisation: "
-    "removes a microphone's colouring and the level); 0 is off. Saved in features.json.")
 # This module stays light, without TensorFlow: --help, the errors of flags checked here,
 # and the synthesis processes that re-import the main module.
 _MODELS = flags.DEFINE_string(
@@ -182,7 +177,6 @@ def config_from_flags():
         output_dir=Path(output_dir),
         prepared_dir=Path(_PREPARED_DIR.value) if _PREPARED_DIR.value else None,
         **data_settings,
-        features=FeatureConfig(running_mean_frames=_RUNNING_MEAN_FRAMES.value),
         augmentation=AugmentConfig(
             gain_db=_GAIN_DB.value,
             time_shift_ms=_TIME_SHIFT_MS.value,

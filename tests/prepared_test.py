@@ -148,10 +148,12 @@ class PrepareTest(tf.test.TestCase, parameterized.TestCase):
         with self.assertRaisesRegex(InputError, message):
             load_prepared(folder)
 
-    def test_other_features_need_preparing_again(self):
-        with self.assertRaisesRegex(InputError, r"prepared for other features \(num_mel_bins\); "
+    @parameterized.parameters(({"num_mel_bins": 32},), ({"running_mean_frames": 50.0},))
+    def test_other_features_need_preparing_again(self, features):
+        (changed,) = features
+        with self.assertRaisesRegex(InputError, rf"prepared for other features \({changed}\); "
                                                 "prepare it again"):
-            self.prepared.training_normalization(FeatureConfig(num_mel_bins=32))
+            self.prepared.training_normalization(FeatureConfig(**features))
 
     def test_trains_from_the_prepared_folder(self):
         run_dir = Path(self.create_tempdir().full_path) / "run"

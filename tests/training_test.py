@@ -537,6 +537,14 @@ class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(printed_lines(script), ["0.1 0.5 0.5 0.8", "0.0 0.0 0.0 0.0",
                                                  "0.1 0.2 0.5 0.8"])
 
+    @parameterized.parameters("kws.train", "kws.prepare")
+    def test_the_running_mean_flag_reaches_the_front_end(self, module):
+        # kws.prepare fits the normalisation the training split gets, so both take it.
+        script = (f"from absl import flags; import {module}; from kws import data_flags\n"
+                  f"flags.FLAGS(['{module}', '--running_mean_frames=30'])\n"
+                  "print(data_flags.data_settings()['features'].running_mean_frames)\n")
+        self.assertEqual(printed_lines(script), ["30.0"])
+
     @parameterized.named_parameters(
         ("unknown_model", ["--models=fc,rnn"], "kws.train: error: unknown model 'rnn'"),
         ("duplicate_word", ["--wanted_words=yes,no,yes"],
