@@ -6,8 +6,11 @@ import contextlib
 import os
 import shutil
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from absl import logging
 
 
 @contextlib.contextmanager
@@ -40,6 +43,30 @@ def _umask() -> int:
 def write_text_atomic(path: str | Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def read_cached_arrays(path: Path, names: tuple[str, ...], what: str) -> dict | None:
+    """The arrays ``names`` of the ``.npz`` cache ``path``, or None when it is missing or
+    damaged (a damaged one is logged as ``what``; the caller makes it again)."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as cached:
+            return {name: cached[name] for name in names}
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        logging.warning("%s %s is damaged (%s); making it again", what, path, error)
+        return None
+
+
+def write_cached_arrays(path: Path, **arrays) -> None:
+    """Writes an ``.npz`` cache atomically, making its folder if needed."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, **arrays)
 
 
 @contextlib.contextmanager

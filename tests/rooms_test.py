@@ -42,3 +42,14 @@ class RoomBankTest(tf.test.TestCase):
         # Made again elsewhere, the same seed gives the same rooms: runs are reproducible.
         elsewhere = Path(self.create_tempdir().full_path)
         self.assertAllEqual(rooms.room_bank(3, 0, 16000, 4000, elsewhere), bank)
+
+    def test_a_damaged_bank_is_simulated_again(self):
+        cache = Path(self.create_tempdir().full_path)
+        bank = rooms.room_bank(2, 0, 16000, 4000, cache)
+        (path,) = cache.glob("rooms-*.npz")
+        path.write_bytes(b"PK\x03\x04 torn")
+        with self.assertLogs(level="WARNING") as logs:
+            self.assertAllEqual(rooms.room_bank(2, 0, 16000, 4000, cache), bank)
+        self.assertIn(f"Room bank {path} is damaged", logs.output[0])
+        with np.load(path) as rebuilt:
+            self.assertAllEqual(rebuilt["responses"], bank)

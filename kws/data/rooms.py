@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -84,19 +83,14 @@ def room_bank(count: int, seed: int, sample_rate: int, length: int,
     """``count`` room responses ``(count, length)``, RT60 uniform over ``RT60_S``, from the
     cache when the same arguments made them (about 0.1 s a room otherwise)."""
     path = Path(cache_dir) / f"rooms-{_bank_key(count, seed, sample_rate, length)}.npz"
-    try:
-        with np.load(path, allow_pickle=False) as cached:
-            return cached["responses"]
-    except FileNotFoundError:
-        pass
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        logging.warning("Room bank %s is damaged (%s); simulating again", path, error)
+    cached = fileio.read_cached_arrays(path, ("responses",), "Room bank")
+    if cached is not None:
+        return cached["responses"]
     logging.info("Simulating %d rooms (RT60 %.1f-%.1f s; cache: %s)", count, *RT60_S, path)
     rng = np.random.default_rng([seed, 7])
     rooms = [room_response(rng.uniform(*RT60_S), sample_rate, rng, length)
              for _ in range(count)]
     responses = np.stack([response for response, _ in rooms])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with fileio.atomic_path(path) as tmp:
-        np.savez(tmp, responses=responses, rt60_s=np.array([rt60 for _, rt60 in rooms]))
+    fileio.write_cached_arrays(path, responses=responses,
+                               rt60_s=np.array([rt60 for _, rt60 in rooms]))
     return responses

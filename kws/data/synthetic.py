@@ -19,7 +19,6 @@ import importlib.metadata
 import json
 import multiprocessing
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -264,36 +263,23 @@ def synthesize(spec: SyntheticSpec, config: FeatureConfig,
     return clips, labels, speakers
 
 
-def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
-    try:
-        with np.load(path, allow_pickle=False) as cached:
-            return cached["clips"], cached["labels"], cached["speakers"].tolist()
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
-        logging.warning("Synthetic-speech cache %s is damaged (%s); synthesising again", path,
-                        error)
-        return None
-
-
 def synthesized(spec: SyntheticSpec, config: FeatureConfig, cache_dir: str | Path,
                 words_per_process: int = 1) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """``synthesize``'s clips, labels and speakers, from the cache when an equal spec made
     them."""
     cache_path = Path(cache_dir) / f"synthetic-{spec.cache_key(config, words_per_process)}.npz"
-    cached = _read_cache(cache_path)
+    cached = fileio.read_cached_arrays(cache_path, ("clips", "labels", "speakers"),
+                                       "Synthetic-speech cache")
     if cached is None:
         shown = ", ".join(spec.words[:10]) + (", ..." if len(spec.words) > 10 else "")
         logging.info("Synthesising %d clips of each of %d words (%s) with eSpeak NG "
                      "(cache: %s)", spec.clips_per_word, len(spec.words), shown, cache_path)
-        cached = synthesize(spec, config, words_per_process)
-        clips, labels, speakers = cached
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        with fileio.atomic_path(cache_path) as tmp:
-            np.savez(tmp, clips=clips, labels=labels, speakers=np.asarray(speakers))
-    else:
-        logging.info("Reusing synthetic speech from %s", cache_path)
-    return cached
+        clips, labels, speakers = synthesize(spec, config, words_per_process)
+        fileio.write_cached_arrays(cache_path, clips=clips, labels=labels,
+                                   speakers=np.asarray(speakers))
+        return clips, labels, speakers
+    logging.info("Reusing synthetic speech from %s", cache_path)
+    return cached["clips"], cached["labels"], cached["speakers"].tolist()
 
 
 def common_words() -> tuple[str, ...]:
