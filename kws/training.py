@@ -250,12 +250,11 @@ def room_responses(config: TrainConfig) -> np.ndarray | None:
 
 
 def _local_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
-                    front_end: FrontEnd) -> dict:
+                    front_end: FrontEnd, training: ClipSource) -> dict:
     """The pipelines as this process computes them."""
     datasets = {VALIDATION: make_dataset(data.clip_source(VALIDATION), front_end,
                                          config.batch_size, epochs=config.epochs),
                 TESTING: make_dataset(data.clip_source(TESTING), front_end, config.batch_size)}
-    training = data.clip_source(TRAINING)
     if not config.augmentation.active:
         datasets[TRAINING] = make_dataset(training, front_end, config.batch_size,
                                           shuffle_seed=config.seed, epochs=config.epochs)
@@ -290,10 +289,11 @@ def build_training_features(config: TrainConfig, data: LabelledClips | PreparedC
 
 
 def make_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
-                  front_end: FrontEnd) -> dict:
-    """A ``tf.data`` pipeline per split; only the training split is augmented, and
-    computed by the tf.data service when ``config.data_service`` names one."""
-    datasets = _local_datasets(config, data, front_end)
+                  front_end: FrontEnd, training: ClipSource) -> dict:
+    """A ``tf.data`` pipeline per split, ``training`` being ``data``'s training clips; only
+    the training split is augmented, and computed by the tf.data service when
+    ``config.data_service`` names one."""
+    datasets = _local_datasets(config, data, front_end, training)
     if config.data_service is not None:
         logging.info("Training batches come from the tf.data service at %s",
                      config.data_service)
@@ -360,9 +360,10 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
     # The datasets' shuffles take TensorFlow's global seed too: the same for every run of
     # the same --seed, not whatever an earlier run in this process left.
     keras.utils.set_random_seed(config.seed)
-    datasets = make_datasets(config, data, front_end)
-    features_in_step = build_training_features(config, data, front_end,
-                                               data.clip_source(TRAINING)) \
+    # One source of the training clips (in memory, a copy of the split) serves both.
+    training = data.clip_source(TRAINING)
+    datasets = make_datasets(config, data, front_end, training)
+    features_in_step = build_training_features(config, data, front_end, training) \
         if config.features_in_train_step else None
 
     run_report = {

@@ -194,7 +194,8 @@ class PrepareTest(tf.test.TestCase, parameterized.TestCase):
         config = TrainConfig(output_dir=Path("unused"), prepared_dir=self.config.out,
                              batch_size=16, data_service=address, augmentation=NO_AUGMENTATION)
         front_end = FrontEnd(FeatureConfig(), self.prepared.normalization, self.prepared.labels)
-        training = make_datasets(config, self.prepared, front_end)["training"]
+        training = make_datasets(config, self.prepared, front_end,
+                                 self.prepared.clip_source("training"))["training"]
         batches = []
         reader = threading.Thread(target=lambda: batches.extend(training), daemon=True)
         reader.start()

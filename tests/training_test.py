@@ -372,7 +372,8 @@ class AugmentationSplitTest(tf.test.TestCase):
         loud = AugmentConfig(gain_db=20.0, background_frequency=1.0, background_volume=1.0,
                              time_masks=5, time_mask_frames=20)
         datasets = make_datasets(TrainConfig(output_dir=Path("unused"), batch_size=8,
-                                             augmentation=loud), data, front_end)
+                                             augmentation=loud), data, front_end,
+                                 data.clip_source("training"))
         for name in ("validation", "testing"):
             features = np.concatenate([batch.numpy() for batch, _ in datasets[name]])
             self.assertAllClose(features, features_array(splits[name], front_end), atol=1e-5)
