@@ -5,9 +5,9 @@ against 101 invokes of the int8 streaming model. Not part of kws: the measuremen
     python docs/measurements/window-frames-per-iteration/measure.py RUN/gru.keras 1,2,4 5
 
 prints each window file's bytes (total, weight data, tensor names) and its agreement with
-the Keras model on the run's validation clips, then medians of ROUNDS interleaved rounds
-of 300 ``invoke()`` calls on one thread (XNNPACK), as ``tools/compare_gru_exports.py``
-times the streaming model.
+the Keras model on the run's validation clips, then (ROUNDS > 0) medians of ROUNDS
+interleaved rounds of 300 ``invoke()`` calls on one thread (XNNPACK), timed by
+``tools/compare_gru_exports.py``'s ``time_model``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from kws.models import load_trained_model
 from kws.streaming import GRUClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
-from compare_gru_exports import run_features  # noqa: E402
+from compare_gru_exports import run_features, time_model  # noqa: E402
 
 
 def window_k(classifier: GRUClassifier, features, steps_per_iteration: int):
@@ -89,17 +89,18 @@ def main() -> None:
             agree = np.mean(np.argmax(scores, axis=-1) == keras_classes)
             line += f", same class as Keras on {100 * agree:.2f} % of {len(features)} clips"
         print(line, flush=True)
+    if not rounds:
+        return
     times = {name: [] for name in files}
     for _ in range(rounds):
         for name, content in files.items():
-            model = benchmark_tflite.SignatureModel(content)
-            interpreter = model.raw_interpreter()
-            benchmark_tflite.timed_invoke(interpreter, model)  # sets the inputs
-            times[name].append(benchmark_tflite.time_invokes(interpreter.invoke, 300, 20)["avg_us"])
-    stream = statistics.median(times["stream"]) if rounds else 0
+            times[name].append(time_model(content, 300, 20, invoke_only=True)["avg_us"])
+    frames = features.shape[1]
+    stream = statistics.median(times["stream"])
     for name, timings in times.items():
         median = statistics.median(timings)
-        ratio = "" if name == "stream" else f"   {median / (101 * stream):.2f} x 101 stream invokes"
+        ratio = ("" if name == "stream"
+                 else f"   {median / (frames * stream):.2f} x {frames} stream invokes")
         print(f"{name:<26}{median:8.1f} us  (rounds {' / '.join(f'{t:.0f}' for t in timings)})"
               f"{ratio}")
 
