@@ -39,6 +39,11 @@ class FeatureConfig:
             bin's log power that is subtracted from it before the normalisation (online
             mean normalisation: a microphone's or a room's colouring and the level come
             out); 0 subtracts nothing. It starts at a clip's first frame, and a stream's.
+        pcen_frames: Time constant, in frames, of the smoother of per-channel energy
+            normalisation (PCEN, Wang et al. 2017, with its fixed gain 0.98, bias 2 and
+            power 0.5), which then replaces the log of the mel energies: an automatic gain
+            per mel bin that keeps onsets and forgets steady levels; 0 is the log. It starts
+            at a clip's first frame, and a stream's. Not with ``running_mean_frames``.
     """
 
     sample_rate: int = 16000
@@ -51,6 +56,7 @@ class FeatureConfig:
     upper_edge_hz: float = 7600.0
     log_floor: float = 1e-6
     running_mean_frames: float = 0.0
+    pcen_frames: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("sample_rate", "clip_samples", "window_samples", "hop_samples",
@@ -73,6 +79,12 @@ class FeatureConfig:
         if not (self.running_mean_frames == 0 or self.running_mean_frames > 1):
             raise InputError("--running_mean_frames must be 0 (off) or more than 1 frame, got "
                              f"{self.running_mean_frames!r}")
+        if not (self.pcen_frames == 0 or self.pcen_frames > 1):
+            raise InputError("--pcen_frames must be 0 (off) or more than 1 frame, got "
+                             f"{self.pcen_frames!r}")
+        if self.pcen_frames and self.running_mean_frames:
+            raise InputError("--pcen_frames and --running_mean_frames given; PCEN adapts "
+                             "each bin itself, pass one of them")
 
     @property
     def num_frames(self) -> int:

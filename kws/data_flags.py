@@ -54,6 +54,11 @@ RUNNING_MEAN_FRAMES = flags.DEFINE_float(
     "each mel bin that is subtracted before the normalisation (online mean normalisation: "
     "removes a microphone's colouring and the level); 0 is off. Saved in features.json (and "
     "in prepared.json by kws.prepare, whose folder then trains only with the same value).")
+PCEN_FRAMES = flags.DEFINE_float(
+    "pcen_frames", 0.0, "Time constant, in 10 ms frames, of per-channel energy normalisation "
+    "(PCEN), which replaces the log of the mel energies (an automatic gain per mel bin; 40 "
+    "is the paper's 0.4 s); 0 is the log. Saved in features.json like --running_mean_frames, "
+    "and not with it.")
 
 
 def optional_list(text: str | None, flag: str) -> tuple[str, ...]:
@@ -66,7 +71,8 @@ def data_settings() -> dict:
     from kws.data.split import SplitSpec
 
     return {
-        "features": FeatureConfig(running_mean_frames=RUNNING_MEAN_FRAMES.value),
+        "features": FeatureConfig(running_mean_frames=RUNNING_MEAN_FRAMES.value,
+                                  pcen_frames=PCEN_FRAMES.value),
         "data_dir": Path(DATA_DIR.value) if DATA_DIR.value else None,
         "dataset": DATASET.value,
         "wanted_words": optional_list(WANTED_WORDS.value, "--wanted_words") or None,

@@ -7,6 +7,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from kws.benchmark_tflite import pcen
 from kws.config import FeatureConfig, FrontEnd, Normalization
 from kws.errors import InputError
 
@@ -98,33 +99,38 @@ def normalization_from_features(features: np.ndarray) -> Normalization:
     return FeatureMoments(features.shape[-1]).add(features).normalization()
 
 
-def running_mean_weights(num_frames: int, time_constant: float) -> np.ndarray:
-    """``(frames, frames)``: row ``t`` holds the weights of every frame in the running mean at
+def smoother_weights(num_frames: int, time_constant: float) -> np.ndarray:
+    """``(frames, frames)``: row ``t`` holds the weight of every frame in a causal smoother at
     frame ``t``, ``m[0] = x[0]``, ``m[t] = m[t - 1] + (x[t] - m[t - 1]) / time_constant``,
-    the recurrence the device front end runs (``benchmark_tflite.RunningMean``)."""
+    the recurrence the device front end runs (``benchmark_tflite.Adaptation``)."""
     rate = 1.0 / time_constant
     frame = np.arange(num_frames)
     lag = frame[:, None] - frame[None, :]
     weights = np.where(lag >= 0, rate * (1.0 - rate) ** np.maximum(lag, 0), 0.0)
-    weights[:, 0] = (1.0 - rate) ** frame  # the mean starts at the first frame
+    weights[:, 0] = (1.0 - rate) ** frame  # the smoother starts at the first frame
     return weights
 
 
-def subtract_running_mean(log_mel, config: FeatureConfig):
-    """Log-mel features ``(batch, frames, mel bins)`` less each bin's causal running mean
-    (``FeatureConfig.running_mean_frames``; unchanged when it is 0), on any Keras backend.
-    One product with a fixed matrix: no loop over the frames."""
-    if not config.running_mean_frames:
+def adapt(log_mel, config: FeatureConfig):
+    """Log-mel features ``(batch, frames, mel bins)`` after the front end's causal per-bin
+    adaptation, on any Keras backend: less each bin's running mean
+    (``FeatureConfig.running_mean_frames``), or PCEN of the mel energies
+    (``FeatureConfig.pcen_frames``); unchanged when both are 0. One product with a fixed
+    matrix each: no loop over the frames."""
+    time_constant = config.pcen_frames or config.running_mean_frames
+    if not time_constant:
         return log_mel
-    means = running_mean_weights(config.num_frames, config.running_mean_frames)
-    return log_mel - keras.ops.einsum("tk,bkf->btf", means.astype("float32"), log_mel)
+    weights = smoother_weights(config.num_frames, time_constant).astype("float32")
+    if config.pcen_frames:
+        energy = keras.ops.exp(log_mel)
+        return pcen(energy, keras.ops.einsum("tk,bkf->btf", weights, energy))
+    return log_mel - keras.ops.einsum("tk,bkf->btf", weights, log_mel)
 
 
 def model_input(log_mel, front_end: FrontEnd):
-    """Log-mel features to what the model reads: the running mean subtracted (where the
-    front end has one), then normalised with the training statistics."""
-    return normalize(subtract_running_mean(log_mel, front_end.features),
-                     front_end.normalization)
+    """Log-mel features to what the model reads: adapted (where the front end says so),
+    then normalised with the training statistics."""
+    return normalize(adapt(log_mel, front_end.features), front_end.normalization)
 
 
 def normalize(features, normalization: Normalization):

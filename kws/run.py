@@ -12,6 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from absl import logging
 
 from kws import fileio
@@ -31,7 +32,7 @@ from kws.data.download import check_data_sources, words_folder
 from kws.data.folder import SILENCE, UNKNOWN, ExtraClasses, load_folder
 from kws.data.prepared import PreparedClips, load_prepared
 from kws.data.split import SplitSpec
-from kws.data.synthetic import SyntheticSpec, load_other_words, load_synthetic
+from kws.data.synthetic import SyntheticSpec, load_other_words, load_synthetic, synthesized
 from kws.errors import InputError
 from kws.recipe import Recipe
 from kws.report import REPORT_FILENAME
@@ -67,6 +68,9 @@ class TrainConfig:
             then gets its own ``_unknown_`` (these words, in all splits, by speaker) and
             ``_silence_`` (noise only, ``silence_percentage`` of each split).
         synthetic_unknown_clips: Clips of each of those words, in random synthetic voices.
+        synthetic_keyword_clips: This many eSpeak NG clips of each wanted word join the
+            training split of a folder or dataset (the synthetic source's voices); 0 for
+            none.
         augmentation: What happens to training clips.
         data_service: Address of a tf.data service dispatcher (``host:port``) whose
             workers compute the training batches; needs ``prepared_dir`` on storage the
@@ -105,6 +109,7 @@ class TrainConfig:
     unknown_redraw: bool = True
     synthetic_unknown_words: int = 0
     synthetic_unknown_clips: int = 10
+    synthetic_keyword_clips: int = 0
     augmentation: AugmentConfig = AugmentConfig()
     models: tuple[str, ...] = MODEL_NAMES
     epochs: int = 50
@@ -154,6 +159,12 @@ class TrainConfig:
                 self.data_dir is not None or self.dataset is not None):
             raise InputError("--synthetic_unknown_words adds to the _unknown_ class of "
                              "--data_dir or --dataset: it needs --unknown_percentage above 0")
+        if self.synthetic_keyword_clips < 0:
+            raise InputError("--synthetic_keyword_clips must not be negative, got "
+                             f"{self.synthetic_keyword_clips!r}")
+        if self.synthetic_keyword_clips and self.data_dir is None and self.dataset is None:
+            raise InputError("--synthetic_keyword_clips adds synthetic clips to the recordings "
+                             "of --data_dir or --dataset; without them, use --clips_per_word")
         check_choice("distribution", self.distribution, DISTRIBUTIONS)
         check_choice("mixed_precision", self.mixed_precision, PRECISIONS)
         check_choice("features_on", self.features_on, FEATURE_PLACEMENTS)
@@ -274,6 +285,34 @@ def start_run_folder(config: TrainConfig, resuming: bool) -> None:
             from None
 
 
+def with_synthetic_keywords(data: LabelledClips, config: TrainConfig) -> LabelledClips:
+    """``data`` with ``synthetic_keyword_clips`` eSpeak NG clips of each wanted word added
+    to its training split (the voices of the synthetic source)."""
+    wanted = tuple(label for label in data.labels if label not in (SILENCE, UNKNOWN))
+    spec = SyntheticSpec(words=wanted, clips_per_word=config.synthetic_keyword_clips,
+                         seed=config.seed)
+    clips, labels, speakers = synthesized(spec, config.features, config.cache_dir)
+    logging.info("Adding %d synthetic clips of each of %s to the training split",
+                 config.synthetic_keyword_clips, ", ".join(wanted))
+    label_indices = np.asarray([data.labels.index(word) for word in wanted])
+    return data.with_training_clips(clips.astype(np.float32) / 32768.0,
+                                    label_indices[labels], speakers)
+
+
+def with_synthetic_unknown_words(data: LabelledClips, config: TrainConfig) -> LabelledClips:
+    """``data`` with ``synthetic_unknown_words`` other words added to the training split's
+    ``_unknown_`` clips."""
+    if UNKNOWN not in data.labels:
+        raise InputError(f"--synthetic_unknown_words: {data.source} has no other words, "
+                         f"so no {UNKNOWN} class to add them to")
+    wanted = tuple(label for label in data.labels if label not in (SILENCE, UNKNOWN))
+    words, clips, speakers = load_other_words(
+        wanted, config.synthetic_unknown_words, config.synthetic_unknown_clips,
+        config.seed, config.features, config.cache_dir)
+    return data.with_training_clips(clips, np.full(len(clips), data.labels.index(UNKNOWN)),
+                                    speakers, words)
+
+
 def load_data(config: TrainConfig) -> LabelledClips | PreparedClips:
     if config.prepared_dir is not None:
         return load_prepared(config.prepared_dir)
@@ -281,16 +320,11 @@ def load_data(config: TrainConfig) -> LabelledClips | PreparedClips:
         data = load_folder(*words_folder(config.data_dir, config.dataset, config.wanted_words,
                                          config.cache_dir),
                            config.features, config.split, config.extra_classes)
-        if not config.synthetic_unknown_words:
-            return data
-        if UNKNOWN not in data.labels:
-            raise InputError(f"--synthetic_unknown_words: {data.source} has no other words, "
-                             f"so no {UNKNOWN} class to add them to")
-        wanted = tuple(label for label in data.labels if label not in (SILENCE, UNKNOWN))
-        words, clips, speakers = load_other_words(
-            wanted, config.synthetic_unknown_words, config.synthetic_unknown_clips,
-            config.seed, config.features, config.cache_dir)
-        return data.with_training_clips(clips, UNKNOWN, speakers, words)
+        if config.synthetic_keyword_clips:
+            data = with_synthetic_keywords(data, config)
+        if config.synthetic_unknown_words:
+            data = with_synthetic_unknown_words(data, config)
+        return data
     spec = SyntheticSpec(words=config.wanted_words or SYNTHETIC_WORDS,
                          clips_per_word=config.clips_per_word, seed=config.seed)
     if config.synthetic_unknown_words:

@@ -105,6 +105,10 @@ _SYNTHETIC_UNKNOWN_WORDS = flags.DEFINE_integer(
 _SYNTHETIC_UNKNOWN_CLIPS = flags.DEFINE_integer(
     "synthetic_unknown_clips", 10, "Clips of each --synthetic_unknown_words word.",
     lower_bound=1)
+_SYNTHETIC_KEYWORD_CLIPS = flags.DEFINE_integer(
+    "synthetic_keyword_clips", 0, "With --data_dir or --dataset: add this many clips of each "
+    "wanted word, spoken by eSpeak NG in the synthetic voices, to the training split; 0 for "
+    "none.", lower_bound=0)
 _BEST_OF_TIES = flags.DEFINE_enum(
     "best_of_ties", "first", BEST_OF_TIES, "Which of the epochs that tie on the best "
     "validation accuracy the run keeps: the first, or the last (trained furthest).")
@@ -205,6 +209,7 @@ def config_from_flags():
         unknown_redraw=_UNKNOWN_REDRAW.value,
         synthetic_unknown_words=_SYNTHETIC_UNKNOWN_WORDS.value,
         synthetic_unknown_clips=_SYNTHETIC_UNKNOWN_CLIPS.value,
+        synthetic_keyword_clips=_SYNTHETIC_KEYWORD_CLIPS.value,
         seed=_SEED.value,
         clips_per_word=_CLIPS_PER_WORD.value,
         verbose=1 if sys.stdout.isatty() else 2,  # one line per epoch in log files

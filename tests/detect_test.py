@@ -75,9 +75,10 @@ class IncrementalFrontEndTest(tf.test.TestCase, parameterized.TestCase):
             benchmark_tflite.log_mel(signal, MANIFEST["features"]), MANIFEST)
         self.assertAllClose(np.concatenate(frames), expected, atol=1e-5)
 
-    @parameterized.parameters(1, 160, 999)
-    def test_a_running_mean_runs_on_across_chunks(self, chunk):
-        manifest = {**MANIFEST, "features": {**MANIFEST["features"], "running_mean_frames": 30.0}}
+    @parameterized.product(chunk=(1, 160, 999), adaptation=("running_mean_frames",
+                                                             "pcen_frames"))
+    def test_an_adaptation_runs_on_across_chunks(self, chunk, adaptation):
+        manifest = {**MANIFEST, "features": {**MANIFEST["features"], adaptation: 30.0}}
         signal = np.random.default_rng(1).standard_normal(20000) * np.linspace(0.01, 1, 20000)
         front_end = detect.IncrementalFrontEnd(manifest)
         frames = [front_end.push(signal[i : i + chunk]) for i in range(0, len(signal), chunk)]

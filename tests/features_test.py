@@ -13,10 +13,10 @@ from kws.errors import InputError
 from kws.features import (
     FeatureMoments,
     LogMelSpectrogram,
+    adapt,
     normalization_from_features,
     normalize,
-    running_mean_weights,
-    subtract_running_mean,
+    smoother_weights,
 )
 
 
@@ -105,41 +105,70 @@ class NormalizationTest(tf.test.TestCase):
             FeatureMoments(40).normalization()
 
 
-class RunningMeanTest(tf.test.TestCase, parameterized.TestCase):
-    @parameterized.parameters(1.5, 30.0, 100.0, 1000.0)
-    def test_matches_the_device_recurrence(self, time_constant):
-        config = FeatureConfig(running_mean_frames=time_constant)
+class AdaptationTest(tf.test.TestCase, parameterized.TestCase):
+    @parameterized.parameters(
+        {"running_mean_frames": 1.5}, {"running_mean_frames": 30.0},
+        {"running_mean_frames": 1000.0}, {"pcen_frames": 1.5}, {"pcen_frames": 40.0},
+        {"pcen_frames": 1000.0})
+    def test_matches_the_device_recurrence(self, **adaptation):
+        config = FeatureConfig(**adaptation)
         log_mel = LogMelSpectrogram(config)(clip_of("chirp", config)[None])
-        expected = benchmark_tflite.RunningMean(dataclasses.asdict(config))(
+        expected = benchmark_tflite.Adaptation(dataclasses.asdict(config))(
             np.asarray(log_mel[0], np.float64))
-        self.assertAllClose(subtract_running_mean(log_mel, config)[0], expected, atol=1e-4)
+        self.assertAllClose(adapt(log_mel, config)[0], expected, atol=1e-4)
 
-    def test_a_fixed_colouring_and_level_come_out(self):
+    def test_a_running_mean_takes_out_a_fixed_colouring_and_level(self):
         # A microphone's response and the loudness add a constant per bin to log power.
         config = FeatureConfig(running_mean_frames=50.0)
         log_mel = numpy_log_mel(clip_of("chirp", config), config)
         colouring = np.linspace(-6.0, 4.0, config.num_mel_bins)
-        self.assertAllClose(subtract_running_mean(log_mel[None] + colouring, config),
-                            subtract_running_mean(log_mel[None], config), atol=1e-4)
-        self.assertAllClose(subtract_running_mean(log_mel[None], config)[0, 0],
+        self.assertAllClose(adapt(log_mel[None] + colouring, config),
+                            adapt(log_mel[None], config), atol=1e-4)
+        self.assertAllClose(adapt(log_mel[None], config)[0, 0],
                             np.zeros(config.num_mel_bins))  # the mean starts at frame 0
 
+    def test_pcen_by_hand(self):
+        # Energies 1, 3, 3 in one bin with a time constant of 2: smoothed 1, 2, 2.5.
+        config = FeatureConfig(pcen_frames=2.0, clip_samples=320)
+        energy = np.array([1.0, 3.0, 3.0])
+        smooth = np.array([1.0, 2.0, 2.5])
+        expected = np.sqrt(energy / (1e-6 + smooth) ** 0.98 + 2.0) - np.sqrt(2.0)
+        log_mel = np.log(energy).astype(np.float32)[None, :, None]
+        self.assertAllClose(adapt(log_mel, config)[0, :, 0], expected, atol=1e-6)
+
+    def test_pcen_hardly_moves_with_the_level(self):
+        # A gain g scales energy / smooth ** 0.98 by g ** 0.02: 20 dB moves it 9.6 %, and
+        # PCEN's square root less than that (where the energy is far above the epsilon).
+        config = FeatureConfig(pcen_frames=40.0)
+        log_mel = numpy_log_mel(clip_of("chirp", config), config)[None]
+        audible = log_mel > np.log(1e-3)
+        self.assertGreater(audible.sum(), 500)
+        louder = np.asarray(adapt(log_mel + np.log(100.0), config))[audible]
+        self.assertAllClose(louder, np.asarray(adapt(log_mel, config))[audible], rtol=0.0965)
+        self.assertGreater(np.ptp(adapt(log_mel, config)), 0.5)  # and it is not flat
+
     def test_weights_of_each_frame_sum_to_one_and_never_look_ahead(self):
-        weights = running_mean_weights(101, 20.0)
+        weights = smoother_weights(101, 20.0)
         self.assertAllClose(weights.sum(axis=1), np.ones(101))
         self.assertAllEqual(np.triu(weights, 1), np.zeros((101, 101)))
 
     def test_off_changes_nothing(self):
         log_mel = np.random.default_rng(0).normal(size=(2, 101, 40)).astype(np.float32)
-        self.assertIs(subtract_running_mean(log_mel, FeatureConfig()), log_mel)
+        self.assertIs(adapt(log_mel, FeatureConfig()), log_mel)
         frames = log_mel[0]
-        self.assertIs(benchmark_tflite.RunningMean({})(frames), frames)
+        self.assertIs(benchmark_tflite.Adaptation({})(frames), frames)
 
-    @parameterized.parameters(0.5, 1.0, -3.0)
-    def test_a_time_constant_of_a_frame_or_less_is_refused(self, time_constant):
-        with self.assertRaisesRegex(InputError, "--running_mean_frames must be 0 .off. or "
+    @parameterized.product(flag=("running_mean_frames", "pcen_frames"),
+                           time_constant=(0.5, 1.0, -3.0))
+    def test_a_time_constant_of_a_frame_or_less_is_refused(self, flag, time_constant):
+        with self.assertRaisesRegex(InputError, f"--{flag} must be 0 .off. or "
                                     f"more than 1 frame, got {time_constant}"):
-            FeatureConfig(running_mean_frames=time_constant)
+            FeatureConfig(**{flag: time_constant})
+
+    def test_pcen_and_a_running_mean_are_refused_together(self):
+        with self.assertRaisesRegex(InputError, "--pcen_frames and --running_mean_frames "
+                                                "given; PCEN adapts each bin itself"):
+            FeatureConfig(pcen_frames=40.0, running_mean_frames=50.0)
 
 
 if __name__ == "__main__":

@@ -115,6 +115,29 @@ class OtherWordsTest(tf.test.TestCase):
         with self.assertRaisesRegex(InputError, "needs --unknown_percentage above 0"):
             dataclasses.replace(config, unknown_percentage=0.0)
 
+    def test_synthetic_keywords_join_the_training_split_under_their_labels(self):
+        root = Path(self.create_tempdir().full_path)
+        words = fixtures.write_word_folder(root / "words", {"yes": 300.0, "no": 500.0,
+                                                            "left": 700.0},
+                                           [f"spk{i:02d}" for i in range(20)], takes=2)
+        config = TrainConfig(output_dir=root / "run", data_dir=words, wanted_words=("yes", "no"),
+                             silence_percentage=0.0, unknown_percentage=50.0,
+                             synthetic_keyword_clips=3, cache_dir=root / "cache")
+        plain = load_data(dataclasses.replace(config, synthetic_keyword_clips=0))
+        data = load_data(config)
+        self.assertEqual(data.labels, plain.labels)
+        self.assertEmpty(data.synthetic_words)  # the list names other words only
+        training, before = data.splits["training"], plain.splits["training"]
+        self.assertLen(training, len(before) + 6)
+        added = training.labels[len(before):]
+        self.assertAllEqual(added, [data.labels.index("yes")] * 3 + [data.labels.index("no")] * 3)
+        self.assertGreater(np.abs(training.clips[len(before):]).max(), 0.01)  # speech, not zeros
+        for split in ("validation", "testing"):
+            self.assertAllEqual(data.splits[split].clips, plain.splits[split].clips)
+        with self.assertRaisesRegex(InputError, "--synthetic_keyword_clips adds synthetic clips "
+                                                "to the recordings of --data_dir or --dataset"):
+            TrainConfig(output_dir=root / "run", synthetic_keyword_clips=3)
+
     def test_a_synthetic_run_gains_silence_and_unknown(self):
         root = Path(self.create_tempdir().full_path)
         config = TrainConfig(output_dir=root / "run", wanted_words=("yes",),

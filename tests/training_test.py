@@ -395,6 +395,8 @@ class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
          "it needs --unknown_percentage above 0"),
         ("synthetic_words_prepared", {"synthetic_unknown_words": 5, "prepared_dir": Path("p")},
          "--synthetic_unknown_words with --prepared_dir"),
+        ("synthetic_keywords", {"synthetic_keyword_clips": -1},
+         "--synthetic_keyword_clips must not be negative, got -1"),
         ("synthetic_clips", {"synthetic_unknown_clips": 0},
          "--synthetic_unknown_clips must be at least 1, got 0"),
         ("dataset", {"dataset": "timit"}, "--dataset=timit: unknown; choose from "
@@ -538,12 +540,13 @@ class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(printed_lines(script), ["0.1 0.5 0.5 0.8", "0.0 0.0 0.0 0.0",
                                                  "0.1 0.2 0.5 0.8"])
 
-    @parameterized.parameters("kws.train", "kws.prepare")
-    def test_the_running_mean_flag_reaches_the_front_end(self, module):
-        # kws.prepare fits the normalisation the training split gets, so both take it.
+    @parameterized.product(module=("kws.train", "kws.prepare"),
+                           flag=("running_mean_frames", "pcen_frames"))
+    def test_the_adaptation_flags_reach_the_front_end(self, module, flag):
+        # kws.prepare fits the normalisation the training split gets, so both take them.
         script = (f"from absl import flags; import {module}; from kws import data_flags\n"
-                  f"flags.FLAGS(['{module}', '--running_mean_frames=30'])\n"
-                  "print(data_flags.data_settings()['features'].running_mean_frames)\n")
+                  f"flags.FLAGS(['{module}', '--{flag}=30'])\n"
+                  f"print(data_flags.data_settings()['features'].{flag})\n")
         self.assertEqual(printed_lines(script), ["30.0"])
 
     @parameterized.named_parameters(

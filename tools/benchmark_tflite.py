@@ -333,33 +333,52 @@ def padded_log_mel(padded: np.ndarray, num_frames: int, features: dict) -> np.nd
     return np.log(power @ mel_filterbank(features) + features["log_floor"])
 
 
-class RunningMean:
-    """Subtracts each mel bin's causal running mean from log-mel frames, frame by frame,
-    carried across calls (a stream's frames as they arrive): ``m[0] = x[0]``,
-    ``m[t] = m[t - 1] + (x[t] - m[t - 1]) / running_mean_frames``. Frames pass unchanged
-    when the front end has none (``running_mean_frames`` 0 or absent)."""
+# Per-channel energy normalisation (Wang et al. 2017) with the paper's fixed values, also
+# librosa's defaults: gain (alpha), bias (delta), power (r) and the epsilon.
+PCEN_GAIN, PCEN_BIAS, PCEN_POWER, PCEN_EPSILON = 0.98, 2.0, 0.5, 1e-6
+
+
+def pcen(energy, smooth):
+    """PCEN of mel energies given their smoothed energies; written with operators only, so
+    numpy arrays and Keras tensors alike go through this one formula."""
+    return ((energy / (PCEN_EPSILON + smooth) ** PCEN_GAIN + PCEN_BIAS) ** PCEN_POWER
+            - PCEN_BIAS ** PCEN_POWER)
+
+
+class Adaptation:
+    """The front end's causal per-bin adaptation of log-mel frames, frame by frame, carried
+    across calls (a stream's frames as they arrive). A smoother ``m[0] = x[0]``,
+    ``m[t] = m[t - 1] + (x[t] - m[t - 1]) / time_constant`` runs over each bin, of:
+
+    - the log-mel frames (``running_mean_frames``): the frames less their running mean;
+    - the mel energies ``exp(log mel)`` (``pcen_frames``): ``pcen`` of the energies.
+
+    Frames pass unchanged when the front end has neither (both 0 or absent)."""
 
     def __init__(self, features: dict):
-        time_constant = features.get("running_mean_frames", 0.0)
+        pcen_frames = features.get("pcen_frames", 0.0)
+        time_constant = pcen_frames or features.get("running_mean_frames", 0.0)
+        self.pcen = bool(pcen_frames)
         self.rate = 1.0 / time_constant if time_constant else 0.0
-        self.mean = None
+        self.smooth = None
 
     def __call__(self, log_mels: np.ndarray) -> np.ndarray:
         if not self.rate:
             return log_mels
+        values = np.exp(log_mels) if self.pcen else log_mels
         out = np.empty_like(log_mels)
-        for index, frame in enumerate(log_mels):
-            self.mean = frame.copy() if self.mean is None \
-                else self.mean + self.rate * (frame - self.mean)
-            out[index] = frame - self.mean
+        for index, value in enumerate(values):
+            self.smooth = value.copy() if self.smooth is None \
+                else self.smooth + self.rate * (value - self.smooth)
+            out[index] = pcen(value, self.smooth) if self.pcen else value - self.smooth
         return out
 
 
 def normalized_features(clip: np.ndarray, front_end: dict) -> np.ndarray:
-    """A clip's model input: log-mel features (less their running mean, where the front end
-    has one) normalised with the training statistics."""
+    """A clip's model input: log-mel features, adapted where the front end says so
+    (``Adaptation``), normalised with the training statistics."""
     features = front_end["features"]
-    return normalize(RunningMean(features)(log_mel(clip, features)), front_end)
+    return normalize(Adaptation(features)(log_mel(clip, features)), front_end)
 
 
 def normalize(log_mels: np.ndarray, front_end: dict) -> np.ndarray:

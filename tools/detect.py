@@ -61,8 +61,9 @@ class IncrementalFrontEnd:
     sample ``t * hop_samples`` and needs half an FFT of audio after it, so a frame is out
     ``fft_length / 2`` samples (16 ms) after its centre, and nothing older than one FFT
     window is kept. The first frames use the batch front end's reflect padding at the start;
-    ``finish()`` gives the last ones, padded at the end as it is. A running mean
-    (``running_mean_frames``) starts at the stream's first frame and is never reset.
+    ``finish()`` gives the last ones, padded at the end as it is. An adaptation (a running
+    mean or PCEN, ``benchmark_tflite.Adaptation``) starts at the stream's first frame and is
+    never reset.
     """
 
     def __init__(self, front_end: dict):
@@ -74,7 +75,7 @@ class IncrementalFrontEnd:
         self.started = False  # the reflect padding of the start is in ``pending``
         self.samples_in = 0
         self.frames_out = 0
-        self.running_mean = device.RunningMean(self.features)
+        self.adaptation = device.Adaptation(self.features)
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Frames ``(n, mel bins)`` completed by ``samples`` (float, mono, model's rate)."""
@@ -98,7 +99,7 @@ class IncrementalFrontEnd:
             self.pending = np.zeros(0, np.float64)
             frames = device.log_mel(signal, self.features)[self.frames_out :]
             self.frames_out = total
-            return device.normalize(self.running_mean(frames), self.front_end)
+            return device.normalize(self.adaptation(frames), self.front_end)
         self.pending = np.concatenate([self.pending, self.pending[-2 : -self.half - 2 : -1]])
         return self._frames(total - self.frames_out)
 
@@ -108,7 +109,7 @@ class IncrementalFrontEnd:
         frames = device.padded_log_mel(self.pending, count, self.features)
         self.pending = self.pending[count * self.hop :]
         self.frames_out += count
-        return device.normalize(self.running_mean(frames), self.front_end)
+        return device.normalize(self.adaptation(frames), self.front_end)
 
 
 # ----------------------------------------------------------------------------- models

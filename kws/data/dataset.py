@@ -83,17 +83,17 @@ class LabelledClips:
     background: tuple[np.ndarray, ...] = ()
     synthetic_words: tuple[str, ...] = ()
 
-    def with_training_clips(self, clips: np.ndarray, label: str, speakers: list[str],
-                            words: tuple[str, ...]) -> LabelledClips:
-        """These clips of synthesised ``words`` added to the training split as ``label``."""
+    def with_training_clips(self, clips: np.ndarray, labels: np.ndarray, speakers: list[str],
+                            unknown_words: tuple[str, ...] = ()) -> LabelledClips:
+        """These synthesised clips added to the training split with these label indices;
+        ``unknown_words`` are the other words among them (``_unknown_``)."""
         training = self.splits[TRAINING]
         added = dataclasses.replace(
             training, clips=np.concatenate([training.clips, clips]),
-            labels=np.concatenate([training.labels,
-                                   np.full(len(clips), self.labels.index(label))]),
+            labels=np.concatenate([training.labels, labels.astype(training.labels.dtype)]),
             speakers=training.speakers + tuple(speakers))
         return dataclasses.replace(self, splits={**self.splits, TRAINING: added},
-                                   synthetic_words=self.synthetic_words + words)
+                                   synthetic_words=self.synthetic_words + unknown_words)
 
     def split_sizes(self) -> dict[str, int]:
         return {name: len(self.splits[name]) for name in SPLITS}

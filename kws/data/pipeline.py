@@ -24,7 +24,7 @@ from kws.data.augment import (
     through_microphones,
 )
 from kws.errors import InputError
-from kws.features import FeatureMoments, LogMelSpectrogram, model_input, subtract_running_mean
+from kws.features import FeatureMoments, LogMelSpectrogram, adapt, model_input
 
 if TYPE_CHECKING:
     from kws.data.dataset import ClipSet  # which builds its sources here
@@ -129,7 +129,7 @@ def fit_normalization(training: ClipSource, config: FeatureConfig) -> Normalizat
     log_mel = LogMelSpectrogram(config)
     moments = FeatureMoments(config.num_mel_bins)
     for features in (training.batches(FEATURE_BATCH, None)
-                     .map(compiled(lambda waves, _: subtract_running_mean(log_mel(waves), config),
+                     .map(compiled(lambda waves, _: adapt(log_mel(waves), config),
                                    worth_compiling(training.size)),
                           num_parallel_calls=tf.data.AUTOTUNE)
                      .prefetch(tf.data.AUTOTUNE)):
