@@ -96,15 +96,18 @@ class OtherWordsTest(tf.test.TestCase):
                           "go", "zero", "one", "two", "three", "bed", "cat", "forward",
                           "learn", "follow"} & set(synthetic.common_words()))
 
-    def test_they_join_the_training_unknown_clips(self):
+    def word_folder_config(self, **settings) -> TrainConfig:
+        """A run on a folder of yes, no and left (the other word), with these settings."""
         root = Path(self.create_tempdir().full_path)
         words = fixtures.write_word_folder(root / "words", {"yes": 300.0, "no": 500.0,
                                                             "left": 700.0},
                                            [f"spk{i:02d}" for i in range(20)], takes=2)
-        config = TrainConfig(output_dir=root / "run", data_dir=words, wanted_words=("yes", "no"),
-                             silence_percentage=0.0, unknown_percentage=50.0,
-                             synthetic_unknown_words=3, synthetic_unknown_clips=2,
-                             cache_dir=root / "cache")
+        return TrainConfig(output_dir=root / "run", data_dir=words, wanted_words=("yes", "no"),
+                           silence_percentage=0.0, unknown_percentage=50.0,
+                           cache_dir=root / "cache", **settings)
+
+    def test_they_join_the_training_unknown_clips(self):
+        config = self.word_folder_config(synthetic_unknown_words=3, synthetic_unknown_clips=2)
         plain = load_data(dataclasses.replace(config, synthetic_unknown_words=0))
         data = load_data(config)
         self.assertLen(data.synthetic_words, 3)
@@ -116,13 +119,7 @@ class OtherWordsTest(tf.test.TestCase):
             dataclasses.replace(config, unknown_percentage=0.0)
 
     def test_synthetic_keywords_join_the_training_split_under_their_labels(self):
-        root = Path(self.create_tempdir().full_path)
-        words = fixtures.write_word_folder(root / "words", {"yes": 300.0, "no": 500.0,
-                                                            "left": 700.0},
-                                           [f"spk{i:02d}" for i in range(20)], takes=2)
-        config = TrainConfig(output_dir=root / "run", data_dir=words, wanted_words=("yes", "no"),
-                             silence_percentage=0.0, unknown_percentage=50.0,
-                             synthetic_keyword_clips=3, cache_dir=root / "cache")
+        config = self.word_folder_config(synthetic_keyword_clips=3)
         plain = load_data(dataclasses.replace(config, synthetic_keyword_clips=0))
         data = load_data(config)
         self.assertEqual(data.labels, plain.labels)
@@ -136,7 +133,7 @@ class OtherWordsTest(tf.test.TestCase):
             self.assertAllEqual(data.splits[split].clips, plain.splits[split].clips)
         with self.assertRaisesRegex(InputError, "--synthetic_keyword_clips adds synthetic clips "
                                                 "to the recordings of --data_dir or --dataset"):
-            TrainConfig(output_dir=root / "run", synthetic_keyword_clips=3)
+            TrainConfig(output_dir=config.output_dir, synthetic_keyword_clips=3)
 
     def test_a_synthetic_run_gains_silence_and_unknown(self):
         root = Path(self.create_tempdir().full_path)
