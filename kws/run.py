@@ -32,7 +32,7 @@ from kws.data.download import check_data_sources, words_folder
 from kws.data.folder import SILENCE, UNKNOWN, ExtraClasses, load_folder
 from kws.data.prepared import PreparedClips, load_prepared
 from kws.data.split import SplitSpec
-from kws.data.synthetic import SyntheticSpec, load_other_words, load_synthetic, synthesized
+from kws.data.synthetic import SyntheticSpec, load_other_words, load_synthetic, synthesized_float
 from kws.errors import InputError
 from kws.recipe import Recipe
 from kws.report import REPORT_FILENAME
@@ -285,18 +285,22 @@ def start_run_folder(config: TrainConfig, resuming: bool) -> None:
             from None
 
 
+def wanted_words(data: LabelledClips) -> tuple[str, ...]:
+    """The labels of ``data`` that are words to spot, not ``_silence_`` or ``_unknown_``."""
+    return tuple(label for label in data.labels if label not in (SILENCE, UNKNOWN))
+
+
 def with_synthetic_keywords(data: LabelledClips, config: TrainConfig) -> LabelledClips:
     """``data`` with ``synthetic_keyword_clips`` eSpeak NG clips of each wanted word added
     to its training split (the voices of the synthetic source)."""
-    wanted = tuple(label for label in data.labels if label not in (SILENCE, UNKNOWN))
+    wanted = wanted_words(data)
     spec = SyntheticSpec(words=wanted, clips_per_word=config.synthetic_keyword_clips,
                          seed=config.seed)
-    clips, labels, speakers = synthesized(spec, config.features, config.cache_dir)
+    clips, labels, speakers = synthesized_float(spec, config.features, config.cache_dir)
     logging.info("Adding %d synthetic clips of each of %s to the training split",
                  config.synthetic_keyword_clips, ", ".join(wanted))
     label_indices = np.asarray([data.labels.index(word) for word in wanted])
-    return data.with_training_clips(clips.astype(np.float32) / 32768.0,
-                                    label_indices[labels], speakers)
+    return data.with_training_clips(clips, label_indices[labels], speakers)
 
 
 def with_synthetic_unknown_words(data: LabelledClips, config: TrainConfig) -> LabelledClips:
@@ -305,9 +309,8 @@ def with_synthetic_unknown_words(data: LabelledClips, config: TrainConfig) -> La
     if UNKNOWN not in data.labels:
         raise InputError(f"--synthetic_unknown_words: {data.source} has no other words, "
                          f"so no {UNKNOWN} class to add them to")
-    wanted = tuple(label for label in data.labels if label not in (SILENCE, UNKNOWN))
     words, clips, speakers = load_other_words(
-        wanted, config.synthetic_unknown_words, config.synthetic_unknown_clips,
+        wanted_words(data), config.synthetic_unknown_words, config.synthetic_unknown_clips,
         config.seed, config.features, config.cache_dir)
     return data.with_training_clips(clips, np.full(len(clips), data.labels.index(UNKNOWN)),
                                     speakers, words)

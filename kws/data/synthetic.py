@@ -282,6 +282,14 @@ def synthesized(spec: SyntheticSpec, config: FeatureConfig, cache_dir: str | Pat
     return cached["clips"], cached["labels"], cached["speakers"].tolist()
 
 
+def synthesized_float(spec: SyntheticSpec, config: FeatureConfig, cache_dir: str | Path,
+                      words_per_process: int = 1) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """``synthesized``'s clips as float32 in [-1, 1], as recordings are read, with its
+    labels and speakers."""
+    clips, labels, speakers = synthesized(spec, config, cache_dir, words_per_process)
+    return clips.astype(np.float32) / 32768.0, labels, speakers
+
+
 def common_words() -> tuple[str, ...]:
     """The list of everyday English words in ``common_words.txt``, in its order."""
     lines = (Path(__file__).with_name(COMMON_WORDS_FILE).read_text().splitlines())
@@ -316,8 +324,8 @@ def load_other_words(wanted: tuple[str, ...], count: int, clips_per_word: int, s
     voices of the synthetic source: the words, float32 clips and speakers."""
     words = other_words(wanted, count, seed)
     spec = SyntheticSpec(words=words, clips_per_word=clips_per_word, seed=seed)
-    clips, _, speakers = synthesized(spec, config, cache_dir, OTHER_WORDS_PER_PROCESS)
-    return words, clips.astype(np.float32) / 32768.0, speakers
+    clips, _, speakers = synthesized_float(spec, config, cache_dir, OTHER_WORDS_PER_PROCESS)
+    return words, clips, speakers
 
 
 def load_synthetic(spec: SyntheticSpec, config: FeatureConfig, split_spec: SplitSpec,
@@ -330,8 +338,7 @@ def load_synthetic(spec: SyntheticSpec, config: FeatureConfig, split_spec: Split
     ``_unknown_`` (``unknown_words`` other words, ``unknown_clips`` each, in the same
     voices, split by the same speaker hash, so no test voice is heard in training).
     """
-    clips, labels, speakers = synthesized(spec, config, cache_dir)
-    clips = clips.astype(np.float32) / 32768.0
+    clips, labels, speakers = synthesized_float(spec, config, cache_dir)
     names, others = tuple(label_of(word) for word in spec.words), ()
     if unknown_words:
         names = (SILENCE, UNKNOWN, *names)
