@@ -51,6 +51,46 @@ class ConvertTest(tf.test.TestCase):
         self.assertEqual(sorted(model.output_details), ["new_state_0", "new_state_1", "scores"])
 
 
+    def test_the_int8_file_most_faithful_on_validation_is_kept(self):
+        # A model whose classes vary over the clips (seed 2), so calibration can move them.
+        classifier = GRUClassifier.from_keras(small_gru_model(frames=20, bins=5, seed=2))
+        features = np.random.default_rng(0).standard_normal((32, 20, 5)).astype("float32")
+        window = export.window_function(classifier, (20, 5))
+        float_scores = classifier.window(features).numpy()
+
+        def draw(calibration):
+            return lambda: ({"features": clip[None]} for clip in calibration)
+
+        # Calibrated on features 50 times too large or too small, the int8 input scale
+        # crushes or clips the real ones: both files lose to a calibration on them.
+        flatbuffer, index, agreement = export.most_faithful_int8(
+            window, [draw(50 * features), draw(features), draw(features / 50)], features,
+            float_scores)
+        self.assertEqual(index, 1)
+        self.assertEqual(flatbuffer, export.convert(window, draw(features)))
+        int8_scores = benchmark_tflite.clip_scores(benchmark_tflite.SignatureModel(flatbuffer),
+                                                   features)
+        self.assertEqual(agreement, np.mean(np.argmax(int8_scores, -1)
+                                            == np.argmax(float_scores, -1)))
+        self.assertGreater(agreement, 0.9)
+
+
+class BalancedChoiceTest(tf.test.TestCase):
+    def test_each_class_its_share_and_a_rare_class_all_it_has(self):
+        labels = np.repeat([0, 1, 2], [3, 500, 40])
+        chosen = export.balanced_choice(labels, 60, seed=0)
+        self.assertAllEqual(np.bincount(labels[chosen]), [3, 20, 20])
+        self.assertAllEqual(chosen, np.sort(chosen))
+        self.assertLen(np.unique(chosen), len(chosen))
+
+    def test_the_seed_fixes_the_draw(self):
+        labels = np.arange(1000) % 4
+        self.assertAllEqual(export.balanced_choice(labels, 40, 7),
+                            export.balanced_choice(labels, 40, 7))
+        self.assertNotAllEqual(export.balanced_choice(labels, 40, 7),
+                               export.balanced_choice(labels, 40, 8))
+
+
 class ReferenceSetTest(tf.test.TestCase):
     """The committed export/: hashes, and the accuracy its manifest states."""
 
@@ -65,7 +105,7 @@ class ReferenceSetTest(tf.test.TestCase):
                                     "project; see README)")
         # The test clips alone: synthetic words join only the training split.
         config = dataclasses.replace(config, data_dir=data_dir, cache_dir=DEFAULT_CACHE_DIR,
-                                     synthetic_unknown_words=0)
+                                     synthetic_unknown_words=0, synthetic_keyword_clips=0)
         testing = load_data(config).splits["testing"]
         cls.features = features_array(testing, FrontEnd.from_dict(cls.manifest))
         cls.labels = testing.labels

@@ -50,6 +50,7 @@ TRAINING_DATA = DATA / "mini_speech_commands"
 UNSEEN_WORDS_DATA = DATA / "speech_commands_v0.01_sample"
 TRAIN_FLAGS = (f"--data_dir={TRAINING_DATA}", "--wanted_words=yes,no,up", "--models=gru",
                "--unknown_percentage=100", "--synthetic_unknown_words=300",
+               "--synthetic_keyword_clips=1000", "--silence_percentage=50",
                "--best_of_ties=last", "--seed=0")
 MODEL_FILES = ("gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite")
 STREAM_EVAL_DIR = Path("docs") / "measurements" / "stream-eval"
