@@ -119,6 +119,11 @@ def most_faithful_int8(function, calibration_draws: list[Callable[[], Iterator[d
     return best
 
 
+def window_calibration_samples(features: np.ndarray) -> Callable[[], Iterator[dict]]:
+    """The window model's calibration inputs, one clip of ``features`` at a time."""
+    return lambda: ({"features": clip[None]} for clip in features)
+
+
 def stream_calibration_samples(classifier: GRUClassifier,
                                features: np.ndarray) -> list[dict[str, np.ndarray]]:
     """(frame, states) inputs met while streaming real clips from zero state.
@@ -167,16 +172,13 @@ def export(model_path: Path, front_end: FrontEnd, calibration_draws: list[np.nda
     float_scores = benchmark_tflite.clip_scores(benchmark_tflite.SignatureModel(window_float),
                                                 validation_features)
 
-    def window_samples(calibration):
-        return lambda: ({"features": clip[None]} for clip in calibration)
-
     def stream_samples(calibration):
         samples = stream_calibration_samples(classifier, calibration)
         return lambda: iter(samples)
 
     flatbuffers = {WINDOW_FLOAT: window_float}
     calibration_choice = {}
-    for name, function, samples in ((WINDOW_INT8, window, window_samples),
+    for name, function, samples in ((WINDOW_INT8, window, window_calibration_samples),
                                     (STREAM_INT8, stream, stream_samples)):
         flatbuffers[name], draw, agreement = most_faithful_int8(
             function, [samples(calibration) for calibration in calibration_draws],

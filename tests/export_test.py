@@ -50,17 +50,13 @@ class ConvertTest(tf.test.TestCase):
             self.assertEqual(detail["dtype"], np.int8)
         self.assertEqual(sorted(model.output_details), ["new_state_0", "new_state_1", "scores"])
 
-
     def test_the_int8_file_most_faithful_on_validation_is_kept(self):
         # A model whose classes vary over the clips (seed 2), so calibration can move them.
         classifier = GRUClassifier.from_keras(small_gru_model(frames=20, bins=5, seed=2))
         features = np.random.default_rng(0).standard_normal((32, 20, 5)).astype("float32")
         window = export.window_function(classifier, (20, 5))
         float_scores = classifier.window(features).numpy()
-
-        def draw(calibration):
-            return lambda: ({"features": clip[None]} for clip in calibration)
-
+        draw = export.window_calibration_samples
         # Calibrated on features 50 times too large or too small, the int8 input scale
         # crushes or clips the real ones: both files lose to a calibration on them.
         flatbuffer, index, agreement = export.most_faithful_int8(
