@@ -243,8 +243,9 @@ def check_run_folder(config: TrainConfig) -> bool:
     if config.overwrite:
         return False
     try:
-        saved = json.loads(run_file.read_text())
-    except (OSError, ValueError) as error:
+        # Settings added since the run was made read as their defaults, as a report's do.
+        saved = saved_config(config_from_report({"config": json.loads(run_file.read_text())}))
+    except (OSError, ValueError, TypeError, KeyError) as error:
         raise InputError(f"{run_file}: unreadable ({error}); pass --overwrite to start "
                          "afresh") from None
     wanted = saved_config(config)

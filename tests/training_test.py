@@ -1,6 +1,7 @@
 """Smoke runs of the whole training path, in-process and through ``python -m kws.train``."""
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -29,7 +30,7 @@ from kws.data.pipeline import FEATURE_BATCH, features_array
 from kws.data.split import SPLITS, SplitSpec
 from kws.distribute import place_features
 from kws.errors import InputError
-from kws.run import TrainConfig, saved_config
+from kws.run import RUN_FILE, TrainConfig, check_run_folder, config_from_report, saved_config
 from kws.training import BestWeights, make_datasets, train
 from tests import fixtures
 
@@ -156,6 +157,20 @@ class TrainSyntheticTest(tf.test.TestCase):
                                                 r"epochs\).*--overwrite"):
             train(TrainConfig(output_dir=self.run_dir, epochs=1))
         self.assertEqual((self.run_dir / "report.json").read_bytes(), before)
+
+    def test_a_run_made_before_a_setting_existed_resumes_with_its_default(self):
+        folder = Path(self.create_tempdir().full_path)
+        config = dataclasses.replace(config_from_report(self.report), output_dir=folder)
+        older = saved_config(config)
+        for added in ("quiet_frequency", "quiet_db"):  # augmentation settings added later
+            del older["augmentation"][added]
+        (folder / RUN_FILE).write_text(json.dumps(older))
+        self.assertTrue(check_run_folder(config))
+        louder = dataclasses.replace(config, augmentation=dataclasses.replace(
+            config.augmentation, quiet_frequency=0.5))
+        with self.assertRaisesRegex(InputError, r"holds a run with other settings "
+                                                r"\(augmentation\)"):
+            check_run_folder(louder)
 
     def test_a_folder_that_is_no_run_is_never_cleared(self):
         folder = Path(self.create_tempdir().full_path)
@@ -339,7 +354,7 @@ class FeaturesOnTest(tf.test.TestCase):
         pipeline once left them out)."""
         root = Path(self.create_tempdir().full_path)
         every = AugmentConfig(speed_change=0.1, room_frequency=1.0, microphone_frequency=1.0,
-                              noise_frequency=1.0)
+                              noise_frequency=1.0, quiet_frequency=0.5)
         reports = {
             placement: train(TrainConfig(
                 output_dir=root / placement, cache_dir=root / "cache", clips_per_word=20,
