@@ -31,8 +31,8 @@ flags.adopt_module_key_flags(data_flags)  # listed by --help with this module's 
 _AUGMENT = flags.DEFINE_bool(
     "augment", True, "Augment training clips as --speed_change, --room_frequency, "
     "--microphone_frequency, --gain_db, --background_frequency/--background_volume, "
-    "--noise_frequency, --quiet_frequency, --time_shift_ms and the SpecAugment mask flags "
-    "say; --noaugment turns all of it off.")
+    "--noise_frequency, --time_shift_ms and the SpecAugment mask flags say; --noaugment "
+    "turns all of it off.")
 _ACOUSTICS_DEFAULT = " Default: {} for synthetic speech, 0 for recordings."
 _SPEED_CHANGE = flags.DEFINE_float(
     "speed_change", None, "Training clips play faster or slower by up to this share "
@@ -54,12 +54,6 @@ _NOISE_SNR_MIN_DB = flags.DEFINE_float(
     "noise_snr_min_db", 0.0, "Lowest signal-to-noise ratio of --noise_frequency's noise, dB.")
 _NOISE_SNR_MAX_DB = flags.DEFINE_float(
     "noise_snr_max_db", 30.0, "Highest signal-to-noise ratio of --noise_frequency's noise, dB.")
-_QUIET_FREQUENCY = flags.DEFINE_float(
-    "quiet_frequency", 0.0, "Share of training clips recorded as by a microphone set low: "
-    "turned down by 20 to --quiet_db dB over faint self-noise.", lower_bound=0.0,
-    upper_bound=1.0)
-_QUIET_DB = flags.DEFINE_float(
-    "quiet_db", 45.0, "The most a --quiet_frequency clip is turned down, dB (at least 20).")
 _GAIN_DB = flags.DEFINE_float(
     "gain_db", 10.0, "Training clips get louder or quieter by up to this many dB, as "
     "speakers and microphones differ.", lower_bound=0.0)
@@ -198,8 +192,6 @@ def config_from_flags():
             frequency_mask_bins=_FREQUENCY_MASK_BINS.value,
             noise_snr_min_db=_NOISE_SNR_MIN_DB.value,
             noise_snr_max_db=_NOISE_SNR_MAX_DB.value,
-            quiet_frequency=_QUIET_FREQUENCY.value,
-            quiet_db=_QUIET_DB.value,
             **acoustics,
         ) if _AUGMENT.value else NO_AUGMENTATION,
         models=models,

@@ -128,9 +128,6 @@ class AugmentConfigTest(tf.test.TestCase, parameterized.TestCase):
         ("speed", {"speed_change": 1.0}, r"--speed_change must be in \[0, 1\), got 1.0"),
         ("snr", {"noise_snr_min_db": 20.0, "noise_snr_max_db": 10.0},
          "--noise_snr_min_db=20.0 is above --noise_snr_max_db=10.0"),
-        ("quiet", {"quiet_frequency": 1.5}, "--quiet_frequency must be between 0 and 1"),
-        ("quiet_db", {"quiet_frequency": 0.1, "quiet_db": 10.0},
-         "--quiet_db must be at least 20 dB, got 10.0"),
     )
     def test_rejects_bad_values(self, overrides, message):
         with self.assertRaisesRegex(InputError, message):
@@ -287,43 +284,3 @@ class ColouredNoiseTest(tf.test.TestCase):
         noisy = dataclasses.replace(clean, noise_frequency=1.0)
         self.assertNotAllClose(augment.augment_waveforms(clips, noisy, None, SEED, None, bank),
                                clips)
-
-
-class QuietMicrophoneTest(tf.test.TestCase):
-    def white(self, samples: int) -> BackgroundNoise:
-        return BackgroundNoise(augment.coloured_noise_bank(16000, seconds=2.0)[:1], samples)
-
-    def test_turned_down_within_the_range_over_faint_white_noise(self):
-        clips = tone(300.0, batch=64, samples=4000) * 0.1  # -29 dBFS
-        quiet = augment.turn_down(clips, self.white(4000), 1.0, 45.0, SEED).numpy()
-        clips = clips.numpy()
-        # The tone's share of each clip is its gain; what is left is the self-noise.
-        gains = np.sum(quiet * clips, axis=1) / np.sum(clips * clips, axis=1)
-        down_db = -20 * np.log10(gains)  # within the noise's share of the projection
-        self.assertBetween(down_db.min(), 19.8, 25.0)
-        self.assertBetween(down_db.max(), 40.0, 45.2)
-        noise = quiet - gains[:, np.newaxis] * clips
-        noise_dbfs = 20 * np.log10(np.sqrt(np.mean(noise ** 2, axis=1)))
-        low, high = augment.QUIET_SELF_NOISE_DBFS
-        self.assertBetween(noise_dbfs.min(), low - 0.5, low + 3.0)
-        self.assertBetween(noise_dbfs.max(), high - 3.0, high + 0.5)
-        spectrum = np.abs(np.fft.rfft(noise, axis=1)) ** 2  # white: as much power high as low
-        halves = spectrum[:, 1:1000].mean(axis=1) / spectrum[:, 1001:2000].mean(axis=1)
-        self.assertAllClose(np.median(halves), 1.0, atol=0.1)
-
-    def test_frequency_is_the_share_of_clips(self):
-        clips = tone(300.0, batch=400, samples=400) * 0.1
-        quiet = augment.turn_down(clips, self.white(400), 0.25, 45.0, SEED).numpy()
-        changed = np.any(quiet != clips.numpy(), axis=1)
-        self.assertBetween(np.mean(changed), 0.18, 0.32)
-        self.assertAllEqual(augment.turn_down(clips, self.white(400), 0.0, 45.0, SEED), clips)
-
-    def test_in_the_whole_chain_only_when_asked(self):
-        clean = AugmentConfig(gain_db=0.0, background_frequency=0.0)
-        clips = tone(300.0, batch=2, samples=4000)
-        white = self.white(4000)
-        self.assertAllEqual(augment.augment_waveforms(clips, clean, None, SEED, white=white),
-                            clips)
-        quiet = dataclasses.replace(clean, quiet_frequency=1.0)
-        turned_down = augment.augment_waveforms(clips, quiet, None, SEED, white=white).numpy()
-        self.assertLess(np.abs(turned_down).max(), 0.1 * np.abs(clips.numpy()).max())

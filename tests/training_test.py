@@ -162,15 +162,15 @@ class TrainSyntheticTest(tf.test.TestCase):
         folder = Path(self.create_tempdir().full_path)
         config = dataclasses.replace(config_from_report(self.report), output_dir=folder)
         older = saved_config(config)
-        for added in ("quiet_frequency", "quiet_db"):  # augmentation settings added later
-            del older["augmentation"][added]
+        del older["unknown_redraw"]  # settings added after runs had been made
+        del older["augmentation"]["noise_snr_max_db"]
         (folder / RUN_FILE).write_text(json.dumps(older))
         self.assertTrue(check_run_folder(config))
-        louder = dataclasses.replace(config, augmentation=dataclasses.replace(
-            config.augmentation, quiet_frequency=0.5))
+        other = dataclasses.replace(config, unknown_redraw=False, augmentation=(
+            dataclasses.replace(config.augmentation, noise_snr_max_db=20.0)))
         with self.assertRaisesRegex(InputError, r"holds a run with other settings "
-                                                r"\(augmentation\)"):
-            check_run_folder(louder)
+                                                r"\(augmentation, unknown_redraw\)"):
+            check_run_folder(other)
 
     def test_a_folder_that_is_no_run_is_never_cleared(self):
         folder = Path(self.create_tempdir().full_path)
@@ -354,7 +354,7 @@ class FeaturesOnTest(tf.test.TestCase):
         pipeline once left them out)."""
         root = Path(self.create_tempdir().full_path)
         every = AugmentConfig(speed_change=0.1, room_frequency=1.0, microphone_frequency=1.0,
-                              noise_frequency=1.0, quiet_frequency=0.5)
+                              noise_frequency=1.0)
         reports = {
             placement: train(TrainConfig(
                 output_dir=root / placement, cache_dir=root / "cache", clips_per_word=20,

@@ -45,10 +45,6 @@ class AugmentConfig:
             white to brown), 0 to 1.
         noise_snr_min_db: Lowest signal-to-noise ratio of that noise, in dB.
         noise_snr_max_db: Highest signal-to-noise ratio of that noise, in dB.
-        quiet_frequency: Share of clips recorded as by a microphone set low, 0 to 1: the
-            clip, noise and all, turned down by ``QUIET_MIN_DB`` to ``quiet_db`` dB, over
-            white self-noise at ``QUIET_SELF_NOISE_DBFS``.
-        quiet_db: The most a quiet clip is turned down, in dB.
     """
 
     gain_db: float = 10.0
@@ -65,8 +61,6 @@ class AugmentConfig:
     noise_frequency: float = 0.0
     noise_snr_min_db: float = 0.0
     noise_snr_max_db: float = 30.0
-    quiet_frequency: float = 0.0
-    quiet_db: float = 45.0
 
     def __post_init__(self) -> None:
         for name in ("gain_db", "time_shift_ms", "background_volume", "time_masks",
@@ -74,15 +68,12 @@ class AugmentConfig:
             if getattr(self, name) < 0:
                 raise InputError(f"--{name} must not be negative, got {getattr(self, name)!r}")
         for name in ("background_frequency", "room_frequency", "microphone_frequency",
-                     "noise_frequency", "quiet_frequency"):
+                     "noise_frequency"):
             if not 0 <= getattr(self, name) <= 1:
                 raise InputError(f"--{name} must be between 0 and 1, got "
                                  f"{getattr(self, name)!r}")
         if not 0 <= self.speed_change < 1:
             raise InputError(f"--speed_change must be in [0, 1), got {self.speed_change!r}")
-        if self.quiet_frequency and self.quiet_db < QUIET_MIN_DB:
-            raise InputError(f"--quiet_db must be at least {QUIET_MIN_DB:g} dB, got "
-                             f"{self.quiet_db!r}")
         if self.noise_snr_min_db > self.noise_snr_max_db:
             raise InputError(f"--noise_snr_min_db={self.noise_snr_min_db!r} is above "
                              f"--noise_snr_max_db={self.noise_snr_max_db!r}")
@@ -91,13 +82,6 @@ class AugmentConfig:
     def active(self) -> bool:
         return self != NO_AUGMENTATION
 
-
-# A clip turned down this far at least is a quiet recording; some Speech Commands
-# speakers recorded every word at -73 to -67 dBFS, 40 dB below the typical clip.
-QUIET_MIN_DB = 20.0
-# A low-set microphone's own noise, RMS dBFS: it fills the mel bands of a quiet
-# recording, which would otherwise fall to the log floor.
-QUIET_SELF_NOISE_DBFS = (-90.0, -75.0)
 
 NO_AUGMENTATION = AugmentConfig(0.0, 0.0, 0.0, 0.0, 0, 0, 0, 0)
 # What synthetic speech lacks most against people: rooms, microphones, noise, tempo.
@@ -332,31 +316,14 @@ def add_coloured_noise(clips: tf.Tensor, coloured: BackgroundNoise, config: Augm
     return clips + noise * scale
 
 
-def turn_down(clips: tf.Tensor, white: BackgroundNoise, frequency: float, max_db: float,
-              seed: tf.Tensor) -> tf.Tensor:
-    """A ``frequency`` share of clips as a microphone set low records them: turned down by
-    ``QUIET_MIN_DB`` to ``max_db`` dB, then self-noise added at ``QUIET_SELF_NOISE_DBFS``:
-    a window of ``white``, a unit-RMS white noise recording (drawing a clip's worth of
-    random numbers is ten times slower, compiled for a CPU)."""
-    batch = tf.shape(clips)[0]
-    down_db = QUIET_MIN_DB + _uniform(seed, 24, [batch, 1]) * (max_db - QUIET_MIN_DB)
-    low, high = QUIET_SELF_NOISE_DBFS
-    noise_dbfs = low + _uniform(seed, 25, [batch, 1]) * (high - low)
-    quiet = clips * 10 ** (-down_db / 20) + white.windows(batch, seed, 26) * 10 ** (
-        noise_dbfs / 20)
-    return tf.where(_uniform(seed, 28, [batch, 1]) < frequency, quiet, clips)
-
-
 def augment_waveforms(clips: tf.Tensor, config: AugmentConfig,
                       background: BackgroundNoise | None, seed: tf.Tensor,
                       rooms: tuple[tf.Tensor, int] | None = None,
-                      coloured: BackgroundNoise | None = None,
-                      white: BackgroundNoise | None = None) -> tf.Tensor:
+                      coloured: BackgroundNoise | None = None) -> tf.Tensor:
     """On waveforms, in the order sound meets them: the speaker's speed, the room
     (``room_spectra``, when there are any), the level, then background recordings (when
-    there are any), coloured noise (windows of ``coloured_noise_bank``) and a microphone
-    set low (``turn_down``, over windows of ``white``); clipped to [-1, 1]. The
-    microphone's response comes after, on the features (``through_microphones``)."""
+    there are any) and coloured noise (windows of ``coloured_noise_bank``); clipped to
+    [-1, 1]. The microphone comes after, on the features (``through_microphones``)."""
     if config.speed_change:
         clips = change_speed(clips, config.speed_change, seed)
     if rooms is not None and config.room_frequency:
@@ -368,6 +335,4 @@ def augment_waveforms(clips: tf.Tensor, config: AugmentConfig,
                                seed)
     if coloured is not None and config.noise_frequency:
         clips = tf.clip_by_value(add_coloured_noise(clips, coloured, config, seed), -1.0, 1.0)
-    if white is not None and config.quiet_frequency:
-        clips = turn_down(clips, white, config.quiet_frequency, config.quiet_db, seed)
     return clips

@@ -212,18 +212,15 @@ class TrainingFeatures(keras.layers.Layer):
             if background else None
         self.rooms = room_spectra(rooms, front_end.features.clip_samples) \
             if rooms is not None else None
-        bank = coloured_noise_bank(front_end.features.sample_rate) \
-            if augment.noise_frequency or augment.quiet_frequency else ()
-        self.coloured = BackgroundNoise(bank, front_end.features.clip_samples) \
+        self.coloured = BackgroundNoise(coloured_noise_bank(front_end.features.sample_rate),
+                                        front_end.features.clip_samples) \
             if augment.noise_frequency else None
-        self.white = BackgroundNoise(bank[:1], front_end.features.clip_samples) \
-            if augment.quiet_frequency else None  # the bank's first recording is white
         self.compute = compiled(self.augmented_features, xla)
 
     def augmented_features(self, waves: tf.Tensor, seeds: tf.Tensor) -> tf.Tensor:
         seed, config = seeds[0], self.front_end.features
         log_mel = self.log_mel(augment_waveforms(waves, self.augment, self.noise, seed,
-                                                 self.rooms, self.coloured, self.white))
+                                                 self.rooms, self.coloured))
         if self.augment.microphone_frequency:
             log_mel = through_microphones(log_mel, self.log_mel.mel_weights,
                                           self.augment.microphone_frequency, config, seed)
