@@ -184,6 +184,9 @@ class TrainConfig:
 _NESTED = {"split": SplitSpec, "features": FeatureConfig, "augmentation": AugmentConfig,
            "recipe": Recipe}
 _PATHS = ("output_dir", "data_dir", "prepared_dir", "cache_dir")
+# What reading a run's JSON raises when the file is missing, damaged or not a kws run's
+# (a list where settings should be: AttributeError from config_from_report).
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError)
 
 
 def read_report(run_dir: Path) -> tuple[dict, TrainConfig]:
@@ -193,7 +196,7 @@ def read_report(run_dir: Path) -> tuple[dict, TrainConfig]:
     try:
         run_report = json.loads(path.read_text())
         return run_report, config_from_report(run_report)
-    except (OSError, ValueError, KeyError, TypeError) as error:
+    except UNREADABLE as error:
         raise InputError(f"{path}: cannot read the run's report ({error})") from None
 
 
@@ -245,7 +248,7 @@ def check_run_folder(config: TrainConfig) -> bool:
     try:
         # Settings added since the run was made read as their defaults, as a report's do.
         saved = saved_config(config_from_report({"config": json.loads(run_file.read_text())}))
-    except (OSError, ValueError, TypeError, KeyError) as error:
+    except UNREADABLE as error:
         raise InputError(f"{run_file}: unreadable ({error}); pass --overwrite to start "
                          "afresh") from None
     wanted = saved_config(config)

@@ -30,7 +30,14 @@ from kws.data.pipeline import FEATURE_BATCH, features_array
 from kws.data.split import SPLITS, SplitSpec
 from kws.distribute import place_features
 from kws.errors import InputError
-from kws.run import RUN_FILE, TrainConfig, check_run_folder, config_from_report, saved_config
+from kws.run import (
+    RUN_FILE,
+    TrainConfig,
+    check_run_folder,
+    config_from_report,
+    read_report,
+    saved_config,
+)
 from kws.training import BestWeights, make_datasets, train
 from tests import fixtures
 
@@ -171,6 +178,15 @@ class TrainSyntheticTest(tf.test.TestCase):
         with self.assertRaisesRegex(InputError, r"holds a run with other settings "
                                                 r"\(augmentation, unknown_redraw\)"):
             check_run_folder(other)
+
+    def test_run_files_that_hold_no_settings_are_one_error(self):
+        folder = Path(self.create_tempdir().full_path)
+        (folder / RUN_FILE).write_text("[1, 2]")
+        with self.assertRaisesRegex(InputError, rf"{RUN_FILE}: unreadable \(.*--overwrite"):
+            check_run_folder(TrainConfig(output_dir=folder))
+        (folder / "report.json").write_text('{"config": [1, 2]}')
+        with self.assertRaisesRegex(InputError, "report.json: cannot read the run's report"):
+            read_report(folder)
 
     def test_a_folder_that_is_no_run_is_never_cleared(self):
         folder = Path(self.create_tempdir().full_path)
