@@ -197,3 +197,16 @@ def parse_word_list(text: str | Sequence[str], what: str) -> tuple[str, ...]:
     if duplicates:
         raise InputError(f"{what} lists {', '.join(duplicates)} more than once: {text!r}")
     return tuple(words)
+
+
+def parse_word_weights(text: str, what: str) -> tuple[tuple[str, int], ...]:
+    """Splits ``"left:3,go:2"`` into (word, whole number) pairs."""
+    pairs = []
+    for entry in parse_word_list(text, what):
+        word, _, times = entry.partition(":")
+        if not word or not times.strip().isdigit():
+            raise InputError(f"{what}: {entry!r} is not word:times (a whole number), e.g. "
+                             "left:3")
+        pairs.append((word.strip(), int(times)))
+    parse_word_list(",".join(word for word, _ in pairs), what)  # a word given twice
+    return tuple(pairs)

@@ -42,7 +42,8 @@ def class_metrics(matrix: np.ndarray, labels: tuple[str, ...]) -> dict[str, dict
 def load_evaluation_clips(data_dir: Path, front_end: FrontEnd, split: str = ALL_SPLITS,
                           words: tuple[str, ...] = ()):
     """The clips of ``data_dir`` (of one ``split`` of it, or all) with labels indexed in
-    the model's order.
+    the model's order, the files skipped, the folders counted as ``_unknown_``, and each
+    clip's folder (the word spoken).
 
     Word folders the model does not know count as ``_unknown_`` when the model has that
     class (anything else is an error); a folder may hold only some of the model's classes.
@@ -82,7 +83,8 @@ def load_evaluation_clips(data_dir: Path, front_end: FrontEnd, split: str = ALL_
     clips = ClipSet(np.concatenate([part.clips for part in parts]),
                     model_index[np.concatenate([part.labels for part in parts])],
                     tuple(s for part in parts for s in part.speakers))
-    return clips, data.skipped, others
+    spoken = tuple(data.labels[i] for part in parts for i in part.labels)
+    return clips, data.skipped, others, spoken
 
 
 def false_keyword_rate(matrix: np.ndarray, labels: tuple[str, ...]) -> float | None:
@@ -107,7 +109,7 @@ def evaluate(model_path: Path, data_dir: Path, output_dir: Path,
 
     model = load_trained_model(model_path)
     front_end = FrontEnd.load(model_path.parent)
-    clips, skipped, others = load_evaluation_clips(data_dir, front_end, split, words)
+    clips, skipped, others, _ = load_evaluation_clips(data_dir, front_end, split, words)
     try:
         output_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:

@@ -62,6 +62,8 @@ class TrainConfig:
         unknown_percentage: Size of the ``_unknown_`` class (clips of other words), likewise.
         unknown_redraw: Training keeps every clip of the other words and draws the
             ``_unknown_`` share afresh each epoch (``ExtraClasses.unknown_redraw``).
+        unknown_word_weights: (other word, n): its training clips enter the ``_unknown_``
+            pool n times, on top of the others' share (``ExtraClasses``).
         synthetic_unknown_words: This many everyday English words (never a wanted word or
             one that sounds like it) spoken by eSpeak NG join the training split's
             ``_unknown_`` clips of a folder or dataset; 0 for none. The synthetic source
@@ -107,6 +109,7 @@ class TrainConfig:
     silence_percentage: float = 10.0
     unknown_percentage: float = 10.0
     unknown_redraw: bool = True
+    unknown_word_weights: tuple[tuple[str, int], ...] = ()
     synthetic_unknown_words: int = 0
     synthetic_unknown_clips: int = 10
     synthetic_keyword_clips: int = 0
@@ -148,7 +151,11 @@ class TrainConfig:
         if self.prepared_dir is not None and self.wanted_words is not None:
             raise InputError("--wanted_words with --prepared_dir: the words are chosen when "
                              "preparing (python -m kws.prepare --wanted_words=...)")
-        ExtraClasses(self.silence_percentage, self.unknown_percentage)  # raises when out of range
+        self.extra_classes  # noqa: B018  (raises when a setting is out of range)
+        if self.unknown_word_weights and (self.data_dir is None and self.dataset is None
+                                          or self.unknown_percentage == 0):
+            raise InputError("--unknown_word_weights weights the other words of --data_dir "
+                             "or --dataset: it needs one, and --unknown_percentage above 0")
         if self.synthetic_unknown_words < 0:
             raise InputError("--synthetic_unknown_words must not be negative, got "
                              f"{self.synthetic_unknown_words!r}")
@@ -178,7 +185,7 @@ class TrainConfig:
     @property
     def extra_classes(self) -> ExtraClasses:
         return ExtraClasses(self.silence_percentage, self.unknown_percentage, self.seed,
-                            self.unknown_redraw)
+                            self.unknown_redraw, self.unknown_word_weights)
 
 
 _NESTED = {"split": SplitSpec, "features": FeatureConfig, "augmentation": AugmentConfig,
@@ -209,7 +216,9 @@ def config_from_report(run_report: dict) -> TrainConfig:
                                     for key, item in value.items()})
         if name in _PATHS:
             return Path(value) if value else None
-        return tuple(value) if isinstance(value, list) else value
+        if isinstance(value, list):  # JSON keeps tuples, and pairs in them, as lists
+            return tuple(tuple(item) if isinstance(item, list) else item for item in value)
+        return value
 
     names = {field.name for field in dataclasses.fields(TrainConfig)}
     return TrainConfig(**{name: value_of(name, value)

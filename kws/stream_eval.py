@@ -16,6 +16,8 @@ within ``--tolerance_ms`` of a keyword of its label (from its start to that long
 end) is a hit, once per keyword; every other detection is a false accept, a second firing on
 one word included. Over thresholds 0.01 to 0.999 that gives the miss rate on the keywords
 stream against false accepts per hour of the negatives stream (a DET curve).
+Each false accept is put down to the other word spoken last before it, so the report says
+which words the model takes for a keyword (for ``kws.train --unknown_word_weights``).
 
 Writes ``stream_eval.json``, ``stream_eval.md``, ``det.png`` and the streams (WAV and
 label lists) to ``--output_dir``; ``--write_threshold`` records the operating point of the
@@ -166,6 +168,18 @@ def match(detections: list[detect.Detection], words: tuple[Word, ...], keywords:
     return int(hit.sum()), false_accepts
 
 
+def fired_by(detections: list[detect.Detection], words: tuple[Word, ...]) -> dict[str, int]:
+    """False accepts on the negatives stream by the word spoken last before each and the
+    label it was taken for (``"left → yes"``), most first."""
+    starts = np.array([word.start_s for word in words])
+    counts: dict[str, int] = {}
+    for detection in detections:
+        spoken = words[max(0, int(np.searchsorted(starts, detection.time_s, "right")) - 1)]
+        key = f"{spoken.label} → {detection.label}"
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+
 def det_curve(series: dict[str, tuple[np.ndarray, np.ndarray]], streams: dict[str, Stream],
               labels: list[str], keywords: list[str], base: detect.DetectorSettings,
               tolerance_s: float) -> list[dict]:
@@ -188,6 +202,7 @@ def det_curve(series: dict[str, tuple[np.ndarray, np.ndarray]], streams: dict[st
             "false_accepts_per_hour": negatives / (streams["negatives"].seconds / 3600),
             "negatives_false_accepts": negatives,
             "keywords_stream_false_accepts": keyword_stream_false,
+            "false_accepts_by_word": fired_by(found["negatives"], streams["negatives"].words),
         })
     return points
 
@@ -260,6 +275,14 @@ def _point(point: dict | None) -> str:
             f"({point['false_accepts_per_hour']:.2f}/h)")
 
 
+def _fired(point: dict, most: int = 6) -> str:
+    fired = list(point["false_accepts_by_word"].items())
+    if not fired:
+        return "none"
+    return ", ".join(f"{key} {count}" for key, count in fired[:most]) + (
+        f" and {len(fired) - most} more" if len(fired) > most else "")
+
+
 def markdown(summary: dict) -> str:
     streams = summary["streams"]
     lines = [
@@ -283,6 +306,16 @@ def markdown(summary: dict) -> str:
             f"| {result['name']} | {_point(result['at']['0.5'])} | {_point(result['at']['1.0'])}"
             f" | {_point(result['at']['10.0'])} | {100 * half['miss_rate']:.1f} % missed, "
             f"{half['false_accepts_per_hour']:.1f}/h | {result['real_time_factor']:.4f} |")
+    lines += ["", "Other words that set the detectors off (the word spoken last before each "
+              "false accept on the negatives stream → the keyword taken), at threshold 0.5 and "
+              "at the operating point of at most 10 false accepts per hour:", ""]
+    for result in summary["variants"]:
+        half = next(p for p in result["points"] if p["threshold"] == 0.5)
+        ten = result["at"]["10.0"]
+        lines.append(f"- {result['name']}: {_fired(half)}; at {ten['threshold']:g}: "
+                     f"{_fired(ten)}" if ten else f"- {result['name']}: {_fired(half)}")
+    lines += ["", "Words that fire often can be drawn more often into `_unknown_` in training "
+              "(`python -m kws.train --unknown_word_weights=word:3,...`)."]
     if summary.get("recommended"):
         chosen = summary["recommended"]
         lines += ["", f"Recommended: {chosen['model']} at threshold {chosen['threshold']:g} "
@@ -314,11 +347,12 @@ def stream_eval(export_dir: Path, data_dir: Path, output_dir: Path, command: str
                          "with python -m kws.export)")
     manifest = json.loads((export_dir / device.MANIFEST).read_text())
     front_end = FrontEnd.from_dict(manifest)
-    clips, _, _ = load_evaluation_clips(data_dir, front_end, split)
-    labels = [front_end.labels[index] for index in clips.labels]
+    # Words by their folder's name, so that the streams' lists and the false accepts say
+    # which other word was spoken.
+    clips, _, _, labels = load_evaluation_clips(data_dir, front_end, split)
     keywords = [front_end.labels[index] for index in device.keyword_indices(front_end.labels)]
     background = load_background(data_dir, front_end.features, [])
-    streams = test_streams(list(clips.clips), labels, keywords, background, negative_hours,
+    streams = test_streams(list(clips.clips), list(labels), keywords, background, negative_hours,
                            keyword_repeats, noise_volume, front_end.features.sample_rate, seed,
                            max_keyword_clips)
     output_dir.mkdir(parents=True, exist_ok=True)

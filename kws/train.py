@@ -24,6 +24,7 @@ from kws.config import (
     MODEL_NAMES,
     PRECISIONS,
     check_model_names,
+    parse_word_weights,
 )
 from kws.errors import InputError, describe_os_error
 
@@ -116,6 +117,11 @@ _UNKNOWN_REDRAW = flags.DEFINE_bool(
     "unknown_redraw", True, "Keep every training clip of the other words and draw the "
     "--unknown_percentage share of _unknown_ afresh each epoch, as TensorFlow's "
     "speech_commands does; --nounknown_redraw draws it once for the whole run.")
+_UNKNOWN_WORD_WEIGHTS = flags.DEFINE_string(
+    "unknown_word_weights", "", "Other words to draw more often into _unknown_, as "
+    "word:times (--unknown_word_weights=left:3,go:3): each training clip of the word joins "
+    "the pool that many times, on top of the other words' share. For the words the model "
+    "takes for a keyword (python -m kws.stream_eval lists them).")
 _OUTPUT_DIR = flags.DEFINE_string(
     "output_dir", None, "Run folder. A new or empty one starts a run; one holding a stopped "
     "run of the same flags resumes it. Default: export/runs/<date-time>.")
@@ -207,6 +213,9 @@ def config_from_flags():
             best_of_ties=_BEST_OF_TIES.value,
         ),
         unknown_redraw=_UNKNOWN_REDRAW.value,
+        unknown_word_weights=parse_word_weights(_UNKNOWN_WORD_WEIGHTS.value,
+                                                "--unknown_word_weights")
+        if _UNKNOWN_WORD_WEIGHTS.value else (),
         synthetic_unknown_words=_SYNTHETIC_UNKNOWN_WORDS.value,
         synthetic_unknown_clips=_SYNTHETIC_UNKNOWN_CLIPS.value,
         synthetic_keyword_clips=_SYNTHETIC_KEYWORD_CLIPS.value,

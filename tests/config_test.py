@@ -1,7 +1,7 @@
 import tensorflow as tf
 from absl.testing import parameterized
 
-from kws.config import FeatureConfig, FrontEnd, Normalization, parse_word_list
+from kws.config import FeatureConfig, FrontEnd, Normalization, parse_word_list, parse_word_weights
 from kws.errors import InputError
 
 
@@ -39,7 +39,7 @@ class FeatureConfigTest(tf.test.TestCase, parameterized.TestCase):
             FrontEnd.load(run_dir.full_path)
 
 
-class WordListTest(tf.test.TestCase):
+class WordListTest(tf.test.TestCase, parameterized.TestCase):
     def test_splits_and_strips(self):
         self.assertEqual(parse_word_list("yes, no,up", "--wanted_words"), ("yes", "no", "up"))
 
@@ -50,6 +50,20 @@ class WordListTest(tf.test.TestCase):
     def test_rejects_empty_entries(self):
         with self.assertRaisesRegex(InputError, "--models has an empty entry"):
             parse_word_list("fc,,gru", "--models")
+
+    def test_word_weights(self):
+        self.assertEqual(parse_word_weights("left:3, go:2", "--unknown_word_weights"),
+                         (("left", 3), ("go", 2)))
+
+    @parameterized.named_parameters(
+        ("no_times", "left", r"'left' is not word:times \(a whole number\), e.g. left:3"),
+        ("not_a_number", "left:x", "'left:x' is not word:times"),
+        ("negative", "left:-1", "'left:-1' is not word:times"),
+        ("no_word", ":3", "':3' is not word:times"),
+        ("twice", "left:3,left:2", "lists left more than once"))
+    def test_bad_word_weights_are_quoted(self, text, message):
+        with self.assertRaisesRegex(InputError, "--unknown_word_weights.*" + message):
+            parse_word_weights(text, "--unknown_word_weights")
 
 
 if __name__ == "__main__":

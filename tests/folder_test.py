@@ -7,7 +7,7 @@ from absl.testing import parameterized
 
 from kws.audio import write_wav
 from kws.config import FeatureConfig
-from kws.data.folder import SILENCE, UNKNOWN, ExtraClasses, load_folder
+from kws.data.folder import SILENCE, UNKNOWN, ExtraClasses, load_folder, plan_folder
 from kws.data.split import SPLITS, SplitSpec
 from kws.errors import InputError
 from tests import fixtures
@@ -138,6 +138,40 @@ class SpeechCommandsTest(tf.test.TestCase, parameterized.TestCase):
         for name in ("validation", "testing"):  # drawn once, the same clips either way
             self.assertAllEqual(redrawn.splits[name].clips, once.splits[name].clips)
             self.assertIsNone(redrawn.splits[name].redrawn_label)
+
+    @parameterized.named_parameters(("drawn_once", False), ("redrawn", True))
+    def test_weighted_words_are_drawn_on_top_of_the_others(self, redraw):
+        def unknown(weights):
+            plan = plan_folder(self.root, ("yes", "no"), SplitSpec(),
+                               ExtraClasses(0.0, 50.0, 0, redraw, weights))
+            return plan, {name: [(f.folder, f.path.name) for f in plan.files_of(name)
+                                 if f.label == UNKNOWN] for name in SPLITS}
+
+        plain_plan, plain = unknown(())
+        weighted_plan, weighted = unknown((("left", 3),))
+        for name in ("validation", "testing"):  # the same clips as without
+            self.assertEqual(weighted[name], plain[name], name)
+        if redraw:  # the pool holds every left clip three times; the draw grows by as many
+            pool = plain["training"]
+            self.assertCountEqual(weighted["training"], pool + 2 * [
+                clip for clip in pool if clip[0] == "left"])
+            self.assertEqual(weighted_plan.unknown_per_epoch, np.ceil(
+                plain_plan.unknown_per_epoch * len(weighted["training"]) / len(pool)))
+        else:  # about three left clips to each right one, and as many right as without
+            folders = [folder for folder, _ in weighted["training"]]
+            plain_right = sum(folder == "right" for folder, _ in plain["training"])
+            self.assertBetween(folders.count("left") / folders.count("right"), 2.0, 4.5)
+            self.assertBetween(folders.count("right"), 0.7 * plain_right, 1.3 * plain_right)
+
+    @parameterized.named_parameters(
+        ("a_wanted_word", (("yes", 2),), r"yes is not one of the other words of .* "
+                                         r"\(left, right\)"),
+        ("no_folder", (("stop", 2),), "stop is not one of the other words"),
+        ("zero_times", (("left", 0),), r"left:0 needs a whole number of times from 1 to 100"))
+    def test_bad_word_weights_are_named(self, weights, message):
+        with self.assertRaisesRegex(InputError, "--unknown_word_weights: " + message):
+            plan_folder(self.root, ("yes", "no"), SplitSpec(), ExtraClasses(0.0, 50.0, 0, True,
+                                                                            weights))
 
     def test_both_zero_gives_the_wanted_words_only(self):
         self.assertEqual(self.load(ExtraClasses(0.0, 0.0)).labels, ("yes", "no"))

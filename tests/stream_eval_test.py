@@ -75,6 +75,16 @@ class ScoringTest(tf.test.TestCase):
                          (2, 4))
         self.assertEqual(stream_eval.match([], words, keywords, 0.75), (0, 0))
 
+    def test_false_accepts_are_put_down_to_the_word_spoken_last(self):
+        words = (word("left", 0.2), word("go", 1.7), word("left", 3.2))
+        detections = [detect.Detection(t, label, 0.9)
+                      for t, label in ((0.1, "up"), (0.9, "yes"), (2.5, "no"), (3.9, "yes"),
+                                       (4.4, "yes"))]
+        # Before the first word counts as the first word; most first, then by name.
+        self.assertEqual(list(stream_eval.fired_by(detections, words).items()),
+                         [("left → yes", 3), ("go → no", 1), ("left → up", 1)])
+        self.assertEqual(stream_eval.fired_by([], words), {})
+
     def test_operating_points(self):
         points = [{"threshold": t, "miss_rate": m, "false_accepts_per_hour": f}
                   for t, m, f in ((0.3, 0.05, 30.0), (0.5, 0.1, 8.0), (0.6, 0.1, 5.0),
@@ -108,10 +118,18 @@ class CommandTest(tf.test.TestCase):
             self.assertEqual(points[-1]["threshold"], 0.999)
             self.assertLessEqual(points[-1]["negatives_false_accepts"],
                                  points[0]["negatives_false_accepts"])
+            for point in points:  # each false accept put down to an other word, by name
+                fired = point["false_accepts_by_word"]
+                self.assertEqual(sum(fired.values()), point["negatives_false_accepts"])
+                self.assertContainsSubset({key.split(" → ")[0] for key in fired},
+                                          {"down", "go", "left", "right", "stop"})
         # The window model hears most keywords at threshold 0.5.
         window = summary["variants"][2]
         self.assertLess(next(p for p in window["points"] if p["threshold"] == 0.5)["miss_rate"],
                         0.25)
+        self.assertIn("Other words that set the detectors off", (out / "stream_eval.md")
+                      .read_text())
+        self.assertIn("\nleft,", (out / "negatives.csv").read_text())  # words by name
         for name in ("stream_eval.md", "det.png", "keywords.wav", "keywords.csv",
                      "negatives.wav", "negatives.csv"):
             self.assertTrue((out / name).is_file(), name)

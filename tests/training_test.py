@@ -173,6 +173,13 @@ class TrainSyntheticTest(tf.test.TestCase):
         del older["augmentation"]["noise_snr_max_db"]
         (folder / RUN_FILE).write_text(json.dumps(older))
         self.assertTrue(check_run_folder(config))
+        weighted = TrainConfig(output_dir=folder, data_dir=Path("words"),
+                               unknown_word_weights=(("left", 3),))
+        (folder / RUN_FILE).write_text(json.dumps(saved_config(weighted)))
+        self.assertTrue(check_run_folder(weighted))
+        self.assertEqual(config_from_report({"config": saved_config(weighted)})
+                         .unknown_word_weights, (("left", 3),))  # pairs, not JSON's lists
+        (folder / RUN_FILE).write_text(json.dumps(older))
         other = dataclasses.replace(config, unknown_redraw=False, augmentation=(
             dataclasses.replace(config.augmentation, noise_snr_max_db=20.0)))
         with self.assertRaisesRegex(InputError, r"holds a run with other settings "
@@ -424,6 +431,12 @@ class TrainConfigTest(tf.test.TestCase, parameterized.TestCase):
                              "unknown_percentage": 0.0},
          "--synthetic_unknown_words adds to the _unknown_ class of --data_dir or --dataset: "
          "it needs --unknown_percentage above 0"),
+        ("word_weights_synthetic", {"unknown_word_weights": (("left", 3),)},
+         "--unknown_word_weights weights the other words of --data_dir or --dataset: it "
+         "needs one, and --unknown_percentage above 0"),
+        ("word_weights_no_unknown", {"unknown_word_weights": (("left", 3),),
+                                     "data_dir": Path("x"), "unknown_percentage": 0.0},
+         "--unknown_word_weights .* needs one, and --unknown_percentage above 0"),
         ("synthetic_words_prepared", {"synthetic_unknown_words": 5, "prepared_dir": Path("p")},
          "--synthetic_unknown_words with --prepared_dir"),
         ("synthetic_keywords", {"synthetic_keyword_clips": -1},

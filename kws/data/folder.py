@@ -46,18 +46,27 @@ class ExtraClasses:
             epoch draws its ``unknown_percentage`` share of them afresh (TensorFlow's
             speech_commands does so), rather than one draw for the whole run; validation
             and testing draw once either way.
+        unknown_word_weights: (other word, n) pairs: each training clip of that word
+            folder enters the ``_unknown_`` pool n times, and the training draw grows by
+            as many, so the other words are drawn as often as without it. For the words a
+            model takes for a keyword (hard negatives: ``kws.stream_eval`` lists them).
     """
 
     silence_percentage: float = 10.0
     unknown_percentage: float = 10.0
     seed: int = 0
     unknown_redraw: bool = False
+    unknown_word_weights: tuple[tuple[str, int], ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("silence_percentage", "unknown_percentage"):
             value = getattr(self, name)
             if not 0 <= value <= 1000:
                 raise InputError(f"--{name} must be between 0 and 1000, got {value!r}")
+        for word, weight in self.unknown_word_weights:
+            if not isinstance(weight, int) or not 1 <= weight <= 100:
+                raise InputError(f"--unknown_word_weights: {word}:{weight} needs a whole "
+                                 "number of times from 1 to 100, e.g. left:3")
 
 
 NONE = ExtraClasses(silence_percentage=0.0, unknown_percentage=0.0)
@@ -325,8 +334,12 @@ def _unknown_files(data_dir, available, words, extra, per_split, rng,
     """The ``_unknown_`` folder's clips when there is one; else, per split, a random draw of
     other words' clips, ``unknown_percentage`` of the wanted words' count. With
     ``unknown_redraw`` the training split keeps them all; the second value is then how
-    many each epoch draws (else 0)."""
+    many each epoch draws (else 0). ``unknown_word_weights`` repeat words in the training
+    pool."""
     if wav_files(data_dir / UNKNOWN):
+        if extra.unknown_word_weights:
+            raise InputError(f"--unknown_word_weights: {data_dir} has its own {UNKNOWN}/ "
+                             "folder, so there are no other words to weight")
         return files_of(UNKNOWN, UNKNOWN), 0
     others = [folder for folder in available if folder not in words]
     if extra.unknown_percentage == 0:
@@ -334,13 +347,24 @@ def _unknown_files(data_dir, available, words, extra, per_split, rng,
     if not others:
         logging.info("No word folders besides --wanted_words: no %s class", UNKNOWN)
         return [], 0
+    weights = dict(extra.unknown_word_weights)
+    strangers = [word for word in weights if word not in others]
+    if strangers:
+        raise InputError(f"--unknown_word_weights: {', '.join(strangers)} is not one of the "
+                         f"other words of {data_dir} ({', '.join(others)})")
     candidates = [file for folder in others for file in files_of(folder, UNKNOWN)]
     drawn, per_epoch = [], 0
     for name in SPLITS:
         in_split = [file for file in candidates if file.split == name]
         count = min(len(in_split), math.ceil(per_split[name] * extra.unknown_percentage / 100))
         chosen = sorted(rng.choice(len(in_split), count, replace=False))  # drawn either way:
-        if name == TRAINING and extra.unknown_redraw:  # the same test clips as without
+        if name == TRAINING and weights:  # the same validation and test clips as without
+            pool = [file for file in in_split for _ in range(weights.get(file.folder, 1))]
+            count = math.ceil(count * len(pool) / max(len(in_split), 1))
+            chosen = sorted(np.random.default_rng((extra.seed, 2)).choice(
+                len(pool), count, replace=False))
+            in_split = pool
+        if name == TRAINING and extra.unknown_redraw:
             drawn += in_split
             per_epoch = count
             continue
