@@ -315,7 +315,9 @@ def markdown(summary: dict) -> str:
         lines.append(f"- {result['name']}: {_fired(half)}; at {ten['threshold']:g}: "
                      f"{_fired(ten)}" if ten else f"- {result['name']}: {_fired(half)}")
     lines += ["", "Words that fire often can be drawn more often into `_unknown_` in training "
-              "(`python -m kws.train --unknown_word_weights=word:3,...`)."]
+              "(`python -m kws.train --unknown_word_weights=word:3,...`); check words outside "
+              "the training data afterwards, the confusion can move to them "
+              "(docs/measurements/hard-negatives.md)."]
     if summary.get("recommended"):
         chosen = summary["recommended"]
         lines += ["", f"Recommended: {chosen['model']} at threshold {chosen['threshold']:g} "
