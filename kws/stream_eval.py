@@ -300,20 +300,19 @@ def markdown(summary: dict) -> str:
         "real-time factor |",
         "|---|---|---|---|---|---:|",
     ]
-    for result in summary["variants"]:
-        half = next(p for p in result["points"] if p["threshold"] == 0.5)
-        lines.append(
-            f"| {result['name']} | {_point(result['at']['0.5'])} | {_point(result['at']['1.0'])}"
-            f" | {_point(result['at']['10.0'])} | {100 * half['miss_rate']:.1f} % missed, "
-            f"{half['false_accepts_per_hour']:.1f}/h | {result['real_time_factor']:.4f} |")
-    lines += ["", "Other words that set the detectors off (the word spoken last before each "
-              "false accept on the negatives stream → the keyword taken), at threshold 0.5 and "
-              "at the operating point of at most 10 false accepts per hour:", ""]
+    fired = []  # the words behind each detector's false accepts, listed below the table
     for result in summary["variants"]:
         half = next(p for p in result["points"] if p["threshold"] == 0.5)
         ten = result["at"]["10.0"]
-        lines.append(f"- {result['name']}: {_fired(half)}; at {ten['threshold']:g}: "
-                     f"{_fired(ten)}" if ten else f"- {result['name']}: {_fired(half)}")
+        lines.append(
+            f"| {result['name']} | {_point(result['at']['0.5'])} | {_point(result['at']['1.0'])}"
+            f" | {_point(ten)} | {100 * half['miss_rate']:.1f} % missed, "
+            f"{half['false_accepts_per_hour']:.1f}/h | {result['real_time_factor']:.4f} |")
+        at_ten = f"; at {ten['threshold']:g}: {_fired(ten)}" if ten else ""
+        fired.append(f"- {result['name']}: {_fired(half)}{at_ten}")
+    lines += ["", "Other words that set the detectors off (the word spoken last before each "
+              "false accept on the negatives stream → the keyword taken), at threshold 0.5 and "
+              "at the operating point of at most 10 false accepts per hour:", "", *fired]
     lines += ["", "Words that fire often can be drawn more often into `_unknown_` in training "
               "(`python -m kws.train --unknown_word_weights=word:3,...`); check words outside "
               "the training data afterwards, the confusion can move to them "
