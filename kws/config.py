@@ -169,6 +169,7 @@ PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 FEATURE_PLACEMENTS = ("auto", "pipeline", "accelerator")
 LR_SCHEDULES = ("constant", "cosine")
 BEST_OF_TIES = ("first", "last")
+KEPT_EPOCHS = ("best", "last")
 
 
 def check_choice(flag: str, value: str, choices: Sequence[str]) -> None:

@@ -10,7 +10,7 @@ import dataclasses
 
 import keras
 
-from kws.config import BEST_OF_TIES, LR_SCHEDULES, check_choice
+from kws.config import BEST_OF_TIES, KEPT_EPOCHS, LR_SCHEDULES, check_choice
 from kws.errors import InputError
 
 
@@ -30,6 +30,9 @@ class Recipe:
             parameters, nothing on the device).
         best_of_ties: ``first`` or ``last``: which of the epochs that tie on the best
             validation accuracy the run keeps.
+        kept_epoch: ``best``, the epoch of the best validation accuracy, or ``last``, the
+            final epoch, for validation that cannot rank epochs (synthetic voices score
+            99-100 % from epoch 10 on, so "best" is a draw among near ties).
     """
 
     # The defaults are the recipe measured best on real voices (README, "Training recipe").
@@ -40,12 +43,14 @@ class Recipe:
     label_smoothing: float = 0.1
     dropout: float = 0.0
     best_of_ties: str = "first"
+    kept_epoch: str = "best"
 
     def __post_init__(self) -> None:
         if not self.learning_rate > 0:
             raise InputError(f"--learning_rate must be positive, got {self.learning_rate!r}")
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("best_of_ties", self.best_of_ties, BEST_OF_TIES)
+        check_choice("kept_epoch", self.kept_epoch, KEPT_EPOCHS)
         for name in ("warmup_epochs", "weight_decay"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name} must not be negative, got {getattr(self, name)!r}")

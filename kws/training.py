@@ -77,7 +77,8 @@ class BestWeights(keras.callbacks.Callback):
     """Saves the weights of each epoch that beats the best validation accuracy so far, or
     ties it when ``ties`` is ``last``: a few hundred validation clips tie often, and the
     last of the tied epochs is the one the decaying learning rate has trained furthest
-    (the first kept epoch 17 to 27 of 50 on real voices).
+    (the first kept epoch 17 to 27 of 50 on real voices). With ``kept`` ``last`` every
+    epoch replaces the one before, so the run ends with the final epoch's weights.
 
     Like ``ModelCheckpoint(save_best_only=True)``, but a kill at any moment leaves a record
     (``NAME.best.json``: epoch, validation accuracy, weights file) that names complete
@@ -94,13 +95,16 @@ class BestWeights(keras.callbacks.Callback):
         model: The model whose weights are saved (the one fitted may wrap it).
         ties: ``first`` or ``last``: which of the epochs that tie on the best validation
             accuracy to keep.
+        kept: ``best`` (by validation accuracy and ``ties``) or ``last`` (every epoch).
     """
 
-    def __init__(self, folder: Path, name: str, model: keras.Model, ties: str = "first"):
+    def __init__(self, folder: Path, name: str, model: keras.Model, ties: str = "first",
+                 kept: str = "best"):
         super().__init__()
         self.folder, self.name = folder, name
         self.weights_of = model
-        self.better = (lambda new, best: new >= best) if ties == "last" else \
+        self.better = (lambda new, best: True) if kept == "last" else \
+            (lambda new, best: new >= best) if ties == "last" else \
             (lambda new, best: new > best)
         self.record = folder / f"{name}.best.json"
         self.best = -np.inf
@@ -177,9 +181,10 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd,
               training_features: TrainingFeatures | None = None,
               ) -> tuple[keras.Model, dict, dict]:
     """Trains one model, resuming from its last completed epoch when an earlier run of the
-    same settings was stopped; returns it with its best-validation weights, its results
-    and its whole per-epoch history. With ``training_features`` the training batches are
-    waveforms, and the features are computed in the train step (on the accelerator)."""
+    same settings was stopped; returns it with the weights ``Recipe.kept_epoch`` keeps, its
+    results and its whole per-epoch history. With ``training_features`` the training
+    batches are waveforms, and the features are computed in the train step (on the
+    accelerator)."""
     checkpoints = config.output_dir / "checkpoints"
     history_path = checkpoints / f"{name}.history.csv"
     earlier = read_history(history_path)
@@ -193,7 +198,8 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd,
                       loss=config.recipe.loss(), metrics=["accuracy"])
         fitted = model if training_features is None else \
             on_waveforms(model, training_features, front_end.features.clip_samples)
-    best_weights = BestWeights(checkpoints, name, model, config.recipe.best_of_ties)
+    best_weights = BestWeights(checkpoints, name, model, config.recipe.best_of_ties,
+                               config.recipe.kept_epoch)
     if done < config.epochs:
         if done:
             logging.info("Resuming %s after epoch %d of %d", name, done, config.epochs)

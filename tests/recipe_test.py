@@ -73,6 +73,7 @@ class RecipeCheckTest(tf.test.TestCase, parameterized.TestCase):
         ({"label_smoothing": 1.0}, r"--label_smoothing must be in \[0, 1\), got 1.0"),
         ({"dropout": -0.5}, r"--dropout must be in \[0, 1\), got -0.5"),
         ({"best_of_ties": "middle"}, "--best_of_ties=middle: unknown; choose from first, last"),
+        ({"kept_epoch": "average"}, "--kept_epoch=average: unknown; choose from best, last"),
     )
     def test_rejects_bad_values(self, overrides, message):
         with self.assertRaisesRegex(InputError, message):

@@ -490,6 +490,21 @@ class BestWeightsTest(tf.test.TestCase, parameterized.TestCase):
         # A new run of the same folder (a resumed one) starts from what is on disk.
         self.assertEqual(BestWeights(folder, "m", model, ties).best, 0.75)
 
+    def test_the_last_epoch_is_kept_whatever_its_accuracy(self):
+        model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        folder = Path(self.create_tempdir().full_path)
+        kept = BestWeights(folder, "m", model, kept="last")
+        for epoch, accuracy in enumerate([0.5, 0.75, 0.25]):
+            model.set_weights([np.full((2, 1), epoch, "float32"), np.zeros(1, "float32")])
+            kept.on_epoch_end(epoch, {"val_accuracy": accuracy})
+        self.assertEqual(kept.saved(), {"epoch": 3, "val_accuracy": 0.25,
+                                        "weights": "m.best-epoch-3.weights.h5"})
+        model.set_weights([np.zeros((2, 1), "float32"), np.zeros(1, "float32")])
+        model.load_weights(kept.path)
+        self.assertAllEqual(model.get_weights()[0], np.full((2, 1), 2))
+        self.assertCountEqual([p.name for p in folder.iterdir()],
+                              ["m.best.json", "m.best-epoch-3.weights.h5"])
+
 
 class TrainFsddTest(tf.test.TestCase):
     """Real voices: 8 kHz, variable length, whole speakers held out."""
@@ -583,6 +598,16 @@ class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
                   "a.noise_frequency)\n")
         self.assertEqual(printed_lines(script), ["0.1 0.5 0.5 0.8", "0.0 0.0 0.0 0.0",
                                                  "0.1 0.2 0.5 0.8"])
+
+    def test_synthetic_speech_keeps_the_last_epoch_recordings_the_best(self):
+        # Synthetic validation voices score 99-100 % from about epoch 10: it cannot rank.
+        data = self.create_tempdir().full_path
+        script = ("from absl import flags; import kws.train\n"
+                  f"for args in ([], ['--data_dir={data}'], ['--kept_epoch=best'],\n"
+                  f"             ['--data_dir={data}', '--kept_epoch=last']):\n"
+                  "    flags.FLAGS.unparse_flags(); flags.FLAGS(['kws.train', *args])\n"
+                  "    print(kws.train.config_from_flags().recipe.kept_epoch)\n")
+        self.assertEqual(printed_lines(script), ["last", "best", "best", "last"])
 
     @parameterized.product(module=("kws.train", "kws.prepare"),
                            flag=("running_mean_frames", "pcen_frames"))
