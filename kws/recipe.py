@@ -32,7 +32,7 @@ class Recipe:
             validation accuracy the run keeps.
         kept_epoch: ``best``, the epoch of the best validation accuracy, or ``last``, the
             final epoch, for validation that cannot rank epochs (synthetic voices score
-            99-100 % from epoch 10 on, so "best" is a draw among near ties).
+            98-100 % from about epoch 15 on, so "best" is a draw among near ties).
     """
 
     # The defaults are the recipe measured best on real voices (README, "Training recipe").

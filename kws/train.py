@@ -117,8 +117,8 @@ _BEST_OF_TIES = flags.DEFINE_enum(
 _KEPT_EPOCH = flags.DEFINE_enum(
     "kept_epoch", None, KEPT_EPOCHS, "Whose weights the run keeps: best (the epoch of the "
     "best validation accuracy, ties as --best_of_ties says) or last (the final epoch's). "
-    "Default: last for synthetic speech, whose validation voices score 99-100 % from about "
-    "epoch 10 on and cannot rank the epochs after it; best for recordings.")
+    "Default: last for synthetic speech, whose validation voices score 98-100 % from about "
+    "epoch 15 on (gru, cnn) and cannot rank the epochs after it; best for recordings.")
 _UNKNOWN_REDRAW = flags.DEFINE_bool(
     "unknown_redraw", True, "Keep every training clip of the other words and draw the "
     "--unknown_percentage share of _unknown_ afresh each epoch, as TensorFlow's "
