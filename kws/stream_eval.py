@@ -54,6 +54,7 @@ KEYWORD_REPEATS = 4
 NOISE_VOLUME = 0.1
 TOLERANCE_S = 0.75
 DETECTOR = detect.DetectorSettings()  # frozen: safe as a default argument
+REPORTED_RATES = (0.5, 1.0, 10.0)  # false accepts per hour of the operating points shown
 STREAM_FILE = "gru_int8_stream.tflite"
 WINDOW_FILE = "gru_int8.tflite"
 
@@ -180,31 +181,99 @@ def fired_by(detections: list[detect.Detection], words: tuple[Word, ...]) -> dic
     return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
 
 
-def det_curve(series: dict[str, tuple[np.ndarray, np.ndarray]], streams: dict[str, Stream],
-              labels: list[str], keywords: list[str], base: detect.DetectorSettings,
+Averaged = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # stream: times, scores, counts
+
+
+def averaged_series(series: dict[str, tuple[np.ndarray, np.ndarray]],
+                    base: detect.DetectorSettings) -> Averaged:
+    """Each stream's scores averaged as the detector averages them."""
+    return {name: (times, *detect.Smoother(base.average_window_s).push(times, scores))
+            for name, (times, scores) in series.items()}
+
+
+def measure_point(averaged: Averaged, streams: dict[str, Stream], labels: list[str],
+                  keywords: list[str], settings: detect.DetectorSettings,
+                  tolerance_s: float) -> dict:
+    """Miss rate (of ``keywords``, on the keywords stream) and false accepts per hour (on
+    the negatives stream) of the detector with ``settings``."""
+    found = {name: detect.Decider(labels, settings).push(*averaged[name]) for name in averaged}
+    hits, keyword_stream_false = match(found["keywords"], streams["keywords"].words, keywords,
+                                       tolerance_s)
+    keyword_count = sum(word.label in keywords for word in streams["keywords"].words)
+    negatives = len(found["negatives"])
+    return {
+        "threshold": settings.threshold,
+        "hits": hits,
+        "miss_rate": 1 - hits / keyword_count,
+        "false_accepts_per_hour": negatives / (streams["negatives"].seconds / 3600),
+        "negatives_false_accepts": negatives,
+        "keywords_stream_false_accepts": keyword_stream_false,
+        "false_accepts_by_word": fired_by(found["negatives"], streams["negatives"].words),
+    }
+
+
+def det_curve(averaged: Averaged, streams: dict[str, Stream], labels: list[str],
+              keywords: list[str], base: detect.DetectorSettings,
               tolerance_s: float) -> list[dict]:
     """Miss rate and false accepts per hour at each threshold of ``THRESHOLDS``."""
-    averaged = {}
-    for name, (times, scores) in series.items():
-        averaged[name] = (times, *detect.Smoother(base.average_window_s).push(times, scores))
-    keyword_count = sum(word.label in keywords for word in streams["keywords"].words)
-    points = []
-    for threshold in THRESHOLDS:
-        settings = dataclasses.replace(base, threshold=float(threshold))
-        found = {name: detect.Decider(labels, settings).push(*averaged[name])
-                 for name in series}
-        hits, keyword_stream_false = match(found["keywords"], streams["keywords"].words,
-                                           keywords, tolerance_s)
-        negatives = len(found["negatives"])
-        points.append({
-            "threshold": float(threshold),
-            "miss_rate": 1 - hits / keyword_count,
-            "false_accepts_per_hour": negatives / (streams["negatives"].seconds / 3600),
-            "negatives_false_accepts": negatives,
-            "keywords_stream_false_accepts": keyword_stream_false,
-            "false_accepts_by_word": fired_by(found["negatives"], streams["negatives"].words),
-        })
-    return points
+    return [measure_point(averaged, streams, labels, keywords,
+                          dataclasses.replace(base, threshold=float(threshold)), tolerance_s)
+            for threshold in THRESHOLDS]
+
+
+def keyword_operating_points(averaged: Averaged, streams: dict[str, Stream],
+                             labels: list[str], keywords: list[str],
+                             base: detect.DetectorSettings, tolerance_s: float,
+                             rates: tuple[float, ...]) -> dict[str, dict | None]:
+    """At each false-accept rate of ``rates``, the fewest misses when each keyword has a
+    threshold of its own (None where no thresholds get there).
+
+    Each keyword alone is swept over ``THRESHOLDS`` (its hits on its own keywords, its
+    false accepts); a knapsack over the keywords then spends the false accepts allowed
+    where they find the most keywords, and the thresholds chosen are measured together
+    (one keyword's detection can suppress another's: if together they exceed the rate,
+    the next smaller budget is tried)."""
+    options = []  # per keyword: (false accepts, hits, threshold) at each threshold
+    for keyword in keywords:
+        alone = []
+        for threshold in THRESHOLDS:
+            settings = dataclasses.replace(base, threshold=np.inf,
+                                           keyword_thresholds=((keyword, float(threshold)),))
+            point = measure_point(averaged, streams, labels, [keyword], settings, tolerance_s)
+            alone.append((point["negatives_false_accepts"], point["hits"], float(threshold)))
+        options.append(alone)
+    hours = streams["negatives"].seconds / 3600
+    return {str(rate): _knapsack_point(averaged, streams, labels, keywords, base, tolerance_s,
+                                       options, rate, hours)
+            for rate in rates}
+
+
+def _knapsack_point(averaged: Averaged, streams: dict[str, Stream], labels: list[str],
+                    keywords: list[str], base: detect.DetectorSettings, tolerance_s: float,
+                    options: list[list[tuple[int, int, float]]], per_hour: float,
+                    hours: float) -> dict | None:
+    for budget in range(int(np.floor(per_hour * hours + 1e-9)), -1, -1):
+        # Fewest false accepts used so far -> most hits, and the thresholds (higher ones
+        # win ties).
+        best: dict[int, tuple[int, tuple[float, ...]]] = {0: (0, ())}
+        for alone in options:
+            grown: dict[int, tuple[int, tuple[float, ...]]] = {}
+            for used, (hits, chosen) in best.items():
+                for false_accepts, keyword_hits, threshold in alone:
+                    total = used + false_accepts
+                    candidate = (hits + keyword_hits, (*chosen, threshold))
+                    if total <= budget and (total not in grown or candidate > grown[total]):
+                        grown[total] = candidate
+            best = grown
+        _, chosen = max(best.values())
+        thresholds = dict(zip(keywords, chosen, strict=True))
+        point = measure_point(averaged, streams, labels, keywords,
+                              dataclasses.replace(base,
+                                                  keyword_thresholds=tuple(thresholds.items())),
+                              tolerance_s)
+        if point["false_accepts_per_hour"] <= per_hour:
+            return {**point, "threshold": None, "keyword_thresholds": thresholds}
+    return None
 
 
 def operating_point(points: list[dict], per_hour: float) -> dict | None:
@@ -223,6 +292,11 @@ class Variant:
     window_stride_ms: float = 0.0
     reset_every_s: float = 0.0
 
+    @property
+    def key(self) -> tuple[str, float, float]:
+        """What the model's scores depend on: variants with one key share their series."""
+        return self.file, self.window_stride_ms, self.reset_every_s
+
 
 def variants(reset_every_s: float, window_stride_ms: float) -> list[Variant]:
     return [
@@ -234,18 +308,57 @@ def variants(reset_every_s: float, window_stride_ms: float) -> list[Variant]:
     ]
 
 
-def evaluate_variant(variant: Variant, export_dir: Path, manifest: dict,
-                     streams: dict[str, Stream], base: detect.DetectorSettings,
-                     tolerance_s: float) -> dict:
+def variant_series(variant: Variant, export_dir: Path, manifest: dict,
+                   streams: dict[str, Stream]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The times and class scores of ``variant``'s model over each stream."""
     model = device.SignatureModel(export_dir / variant.file)
-    series = {name: score_series(model, manifest, stream, variant.window_stride_ms,
-                                 variant.reset_every_s)
-              for name, stream in streams.items()}
+    return {name: score_series(model, manifest, stream, variant.window_stride_ms,
+                               variant.reset_every_s)
+            for name, stream in streams.items()}
+
+
+def evaluate_variant(variant: Variant, series: dict[str, tuple[np.ndarray, np.ndarray]],
+                     manifest: dict, streams: dict[str, Stream], base: detect.DetectorSettings,
+                     tolerance_s: float, rates: tuple[float, ...]) -> dict:
+    """The DET curve of one threshold for every keyword, and the operating points at
+    ``rates`` false accepts per hour with it and with a threshold per keyword."""
     labels = list(manifest["labels"])
     keywords = [labels[index] for index in device.keyword_indices(labels)]
-    points = det_curve(series, streams, labels, keywords, base, tolerance_s)
+    averaged = averaged_series(series, base)
+    points = det_curve(averaged, streams, labels, keywords, base, tolerance_s)
     return {**dataclasses.asdict(variant), "points": points,
-            "at": {str(rate): operating_point(points, rate) for rate in (0.5, 1.0, 10.0)}}
+            "at": {str(rate): operating_point(points, rate) for rate in rates},
+            "keyword_thresholds_at": keyword_operating_points(
+                averaged, streams, labels, keywords, base, tolerance_s, rates)}
+
+
+def manifest_detector(export_dir: Path, manifest: dict, streams: dict[str, Stream],
+                      series_of: dict[tuple, dict], tolerance_s: float) -> dict | None:
+    """The detector the manifest recommends (``tools/detect.py``'s default), measured on
+    these streams as it stands: how settings chosen on other streams (another split) do on
+    these; None when the manifest recommends none for its model file. ``series_of`` holds
+    the series already computed, by ``Variant.key``."""
+    model_file = (manifest.get(detect.DETECTOR_KEY) or {}).get("model")
+    if not model_file or not (export_dir / model_file).is_file():
+        return None
+    chosen = detect.recommended((export_dir / model_file).read_bytes(), manifest)
+    if not chosen:
+        return None
+    variant = Variant("the manifest's detector", model_file,
+                      window_stride_ms=chosen.get("window_stride_ms") or 0.0,
+                      reset_every_s=chosen.get("reset_every_s") or 0.0)
+    if variant.key not in series_of:
+        series_of[variant.key] = variant_series(variant, export_dir, manifest, streams)
+    settings = detect.DetectorSettings(
+        threshold=chosen["threshold"],
+        keyword_thresholds=tuple((chosen.get("keyword_thresholds") or {}).items()),
+        average_window_s=chosen["average_window_s"], minimum_count=chosen["minimum_count"],
+        suppression_s=chosen["suppression_s"])
+    labels = list(manifest["labels"])
+    keywords = [labels[index] for index in device.keyword_indices(labels)]
+    point = measure_point(averaged_series(series_of[variant.key], settings), streams, labels,
+                          keywords, settings, tolerance_s)
+    return {**point, "detector": chosen}
 
 
 def plot_det(results: list[dict], path: Path) -> None:
@@ -254,12 +367,18 @@ def plot_det(results: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(figsize=(6.5, 4.5))
     for result in results:
         points = result["points"]
-        axes.plot([max(p["false_accepts_per_hour"], 0.1) for p in points],
-                  [100 * p["miss_rate"] for p in points], marker=".", label=result["name"])
+        line, = axes.plot([max(p["false_accepts_per_hour"], 0.1) for p in points],
+                          [100 * p["miss_rate"] for p in points], marker=".",
+                          label=result["name"])
+        own = [p for p in result["keyword_thresholds_at"].values() if p]
+        axes.plot([max(p["false_accepts_per_hour"], 0.1) for p in own],
+                  [100 * p["miss_rate"] for p in own], "x", color=line.get_color(),
+                  markersize=8)
     axes.set_xscale("log")
     axes.set_xlabel("false accepts per hour (negatives stream; 0 drawn at 0.1)")
     axes.set_ylabel("keywords missed (%)")
-    axes.set_title("Miss rate against false accepts, thresholds 0.01 to 0.999")
+    axes.set_title("Miss rate against false accepts, thresholds 0.01 to 0.999\n"
+                   "(x: a threshold per keyword, at the operating points)")
     axes.grid(True, which="both", alpha=0.3)
     axes.legend()
     figure.tight_layout()
@@ -268,10 +387,17 @@ def plot_det(results: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
+def _thresholds(point: dict) -> str:
+    if point.get("keyword_thresholds"):
+        return ", ".join(f"{label} {value:g}" for label, value in
+                         point["keyword_thresholds"].items())
+    return f"{point['threshold']:g}"
+
+
 def _point(point: dict | None) -> str:
     if point is None:
         return "not reached"
-    return (f"{100 * point['miss_rate']:.1f} % missed at threshold {point['threshold']:g} "
+    return (f"{100 * point['miss_rate']:.1f} % missed at threshold {_thresholds(point)} "
             f"({point['false_accepts_per_hour']:.2f}/h)")
 
 
@@ -308,7 +434,10 @@ def markdown(summary: dict) -> str:
             f"| {result['name']} | {_point(result['at']['0.5'])} | {_point(result['at']['1.0'])}"
             f" | {_point(ten)} | {100 * half['miss_rate']:.1f} % missed, "
             f"{half['false_accepts_per_hour']:.1f}/h | {result['real_time_factor']:.4f} |")
-        at_ten = f"; at {ten['threshold']:g}: {_fired(ten)}" if ten else ""
+        own = result["keyword_thresholds_at"]
+        lines.append(f"| {result['name']}, a threshold per keyword | {_point(own['0.5'])} | "
+                     f"{_point(own['1.0'])} | {_point(own['10.0'])} | | |")
+        at_ten = f"; at {_thresholds(ten)}: {_fired(ten)}" if ten else ""
         fired.append(f"- {result['name']}: {_fired(half)}{at_ten}")
     lines += ["", "Other words that set the detectors off (the word spoken last before each "
               "false accept on the negatives stream → the keyword taken), at threshold 0.5 and "
@@ -317,11 +446,24 @@ def markdown(summary: dict) -> str:
               "(`python -m kws.train --unknown_word_weights=word:3,...`); check words outside "
               "the training data afterwards, the confusion can move to them "
               "(docs/measurements/hard-negatives.md)."]
+    lines += ["", "A threshold per keyword: each keyword swept alone, then the false accepts "
+              "allowed spent where they find the most keywords (a knapsack), and the "
+              "thresholds chosen measured together. Chosen on these streams, as every "
+              "operating point here is; `the manifest's detector` below shows settings "
+              "chosen on other streams."]
     if summary.get("recommended"):
         chosen = summary["recommended"]
-        lines += ["", f"Recommended: {chosen['model']} at threshold {chosen['threshold']:g} "
+        lines += ["", f"Recommended: {chosen['model']} at threshold {_thresholds(chosen)} "
                   f"({100 * chosen['miss_rate']:.1f} % missed, "
                   f"{chosen['false_accepts_per_hour']:.2f} false accepts per hour)."]
+    if summary.get("manifest_detector"):
+        measured = summary["manifest_detector"]
+        lines += ["", f"The manifest's detector ({measured['detector']['model']} at threshold "
+                  f"{_thresholds(measured['detector'])}, chosen on the "
+                  f"{measured['detector'].get('split', '?')} split's streams by "
+                  f"`{measured['detector'].get('measured_by', '?')}`) on these streams: "
+                  f"{100 * measured['miss_rate']:.1f} % missed, "
+                  f"{measured['false_accepts_per_hour']:.2f} false accepts per hour."]
     return "\n".join(lines) + "\n"
 
 
@@ -362,28 +504,42 @@ def stream_eval(export_dir: Path, data_dir: Path, output_dir: Path, command: str
             write_wav(tmp, stream.samples, stream.sample_rate)
         fileio.write_text_atomic(output_dir / f"{name}.csv", "label,start_s,end_s\n" + "".join(
             f"{w.label},{w.start_s:.4f},{w.end_s:.4f}\n" for w in stream.words))
-    results = []
+    results, series_of = [], {}
     audio_s = sum(stream.seconds for stream in streams.values())
+    rates = tuple(sorted({*REPORTED_RATES, false_accepts_per_hour}))
     for variant in variants(reset_every_s, window_stride_ms):
         print(f"Running the detector: {variant.name} ...", flush=True)
         start = time.perf_counter()
-        result = evaluate_variant(variant, export_dir, manifest, streams, base, tolerance_s)
-        result["real_time_factor"] = (time.perf_counter() - start) / audio_s
+        series_of[variant.key] = variant_series(variant, export_dir, manifest, streams)
+        seconds = time.perf_counter() - start
+        result = evaluate_variant(variant, series_of[variant.key], manifest, streams, base,
+                                  tolerance_s, rates)
+        result["real_time_factor"] = seconds / audio_s
         results.append(result)
+    measured_manifest_detector = manifest_detector(export_dir, manifest, streams, series_of,
+                                                   tolerance_s)
     recommended = None
-    reached = [(result, operating_point(result["points"], false_accepts_per_hour))
-               for result in results]
-    reached = [(result, point) for result, point in reached if point]
+    # Fewest misses at the rate, with one threshold or one per keyword (one wins ties).
+    reached = [(result, point, kind) for result in results
+               for kind, point in enumerate((result["at"][str(false_accepts_per_hour)],
+                                             result["keyword_thresholds_at"][
+                                                 str(false_accepts_per_hour)]))
+               if point]
     if reached:
-        result, point = min(reached, key=lambda item: item[1]["miss_rate"])
-        recommended = {"model": result["file"], "threshold": point["threshold"],
+        result, point, _ = min(reached, key=lambda item: (item[1]["miss_rate"], item[2]))
+        keyword_thresholds = point.get("keyword_thresholds") or {}
+        recommended = {"model": result["file"],
+                       # Every keyword has its own, or none has: the fallback is never used.
+                       "threshold": point["threshold"] if point["threshold"] is not None
+                       else max(keyword_thresholds.values()),
+                       "keyword_thresholds": keyword_thresholds,
                        "reset_every_s": result["reset_every_s"],
                        "window_stride_ms": result["window_stride_ms"],
                        "average_window_s": base.average_window_s,
                        "minimum_count": base.minimum_count, "suppression_s": base.suppression_s,
                        "miss_rate": point["miss_rate"],
                        "false_accepts_per_hour": point["false_accepts_per_hour"],
-                       "measured_by": command}
+                       "split": split, "measured_by": command}
     summary = {
         "command": command, "export_dir": str(export_dir), "data_dir": str(data_dir),
         "split": split, "seed": seed, "settings": dataclasses.asdict(base),
@@ -397,6 +553,7 @@ def stream_eval(export_dir: Path, data_dir: Path, output_dir: Path, command: str
                           "words": len(streams["negatives"].words)},
         },
         "variants": results, "recommended": recommended,
+        "manifest_detector": measured_manifest_detector,
     }
     fileio.write_text_atomic(output_dir / "stream_eval.json", json.dumps(summary, indent=2) + "\n")
     fileio.write_text_atomic(output_dir / "stream_eval.md", markdown(summary))

@@ -1,6 +1,7 @@
 """tools/detect.py: the incremental front end, the posterior rule, file and live input,
 known words found at known times, and one-line errors."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -143,6 +144,76 @@ class PosteriorRuleTest(tf.test.TestCase, parameterized.TestCase):
         whole = run_rule(times, scores, settings)
         self.assertNotEmpty(whole)
         self.assertEqual(run_rule(times, scores, settings, chunk), whole)
+
+
+class KeywordThresholdsTest(tf.test.TestCase, parameterized.TestCase):
+    settings = detect.DetectorSettings(threshold=0.5, average_window_s=0.05, minimum_count=1,
+                                       suppression_s=0.3)
+
+    def test_a_keyword_with_its_own_threshold(self):
+        # "yes" at 0.7 for 0.5 s, then "no" at 0.7: with yes's threshold at 0.8 only "no"
+        # fires; with no's at 0.8 only "yes"; the other keyword keeps 0.5.
+        rows = [(t / 100, [0.1, 0.1, 0.7 if 100 <= t < 150 else 0.1,
+                           0.7 if 200 <= t < 250 else 0.1]) for t in range(300)]
+        times, scores = scores_over_time(rows)
+        self.assertEqual(run_rule(times, scores, self.settings), [(1.03, "yes"), (2.03, "no")])
+        strict_yes = dataclasses.replace(self.settings, keyword_thresholds=(("yes", 0.8),))
+        self.assertEqual(run_rule(times, scores, strict_yes), [(2.03, "no")])
+        strict_no = dataclasses.replace(self.settings, keyword_thresholds=(("no", 0.8),))
+        self.assertEqual(run_rule(times, scores, strict_no), [(1.03, "yes")])
+
+    def test_the_keyword_furthest_above_its_threshold_fires(self):
+        # Both above their thresholds at once: "no" is 0.2 above 0.3, "yes" 0.1 above 0.4.
+        rows = [(t / 100, [0.0, 0.0, 0.5, 0.5]) for t in range(10)]
+        settings = dataclasses.replace(self.settings,
+                                       keyword_thresholds=(("yes", 0.4), ("no", 0.3)))
+        self.assertEqual(run_rule(*scores_over_time(rows), settings), [(0.0, "no")])
+
+    def test_a_threshold_for_a_label_that_is_no_keyword(self):
+        settings = dataclasses.replace(self.settings, keyword_thresholds=(("_unknown_", 0.9),))
+        with self.assertRaisesRegex(detect.BenchmarkError, "a threshold for '_unknown_', "
+                                    "which is no keyword of the model "
+                                    r"\(its keywords: yes, no\)"):
+            detect.Decider(LABELS, settings)
+
+    @parameterized.named_parameters(
+        ("one_for_all", "0.9", (0.9, {})),
+        ("per_keyword", "yes:0.95,no:0.9", (None, {"yes": 0.95, "no": 0.9})),
+        ("both", "0.8,yes:0.95", (0.8, {"yes": 0.95})))
+    def test_the_threshold_flag(self, text, expected):
+        self.assertEqual(detect.parse_args(["-", "--model=m", f"--threshold={text}"]).threshold,
+                         expected)
+
+    def test_recommended_thresholds_and_the_flag(self):
+        advice = {"threshold": 0.9, "keyword_thresholds": {"yes": 0.95, "no": 0.85}}
+
+        def settings(*flags):
+            return detect.settings_from(detect.parse_args(["-", "--model=m", *flags]), advice)
+
+        # Unset, the manifest's; one number sets every keyword; a pair changes one keyword.
+        self.assertEqual(settings().thresholds_of(["yes", "no", "up"]).tolist(),
+                         [0.95, 0.85, 0.9])
+        self.assertEqual(settings("--threshold=0.5").thresholds_of(["yes", "no"]).tolist(),
+                         [0.5, 0.5])
+        self.assertEqual(settings("--threshold=yes:0.7").thresholds_of(["yes", "no"]).tolist(),
+                         [0.7, 0.85])
+
+    @parameterized.named_parameters(
+        ("not_a_number", "--threshold=yes=0.9",
+         "argument --threshold: 'yes=0.9' is neither a threshold (0.9) nor label:threshold "
+         "(yes:0.95)"),
+        ("out_of_range", "--threshold=yes:1.5",
+         "argument --threshold: must be between 0 and 1, got 1.5"),
+        ("not_a_keyword", "--threshold=left:0.9",
+         "detect: error: --threshold: a threshold for 'left', which is no keyword of the "
+         "model (its keywords: yes, no, up)"))
+    def test_bad_thresholds_are_one_line(self, flag, message):
+        wav = Path(self.create_tempdir().full_path) / "in.wav"
+        write_pcm_wav(wav, np.zeros(16000))
+        result = run_tool("--model", str(EXPORT / "gru_int8.tflite"), flag, str(wav))
+        stderr = result.stderr.decode().strip()
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn(message, stderr.splitlines()[-1])
 
 
 class StreamScorerTest(tf.test.TestCase):

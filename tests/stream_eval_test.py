@@ -94,6 +94,51 @@ class ScoringTest(tf.test.TestCase):
         self.assertIsNone(stream_eval.operating_point(points, 0.1))
 
 
+def averaged_scores(seconds: float, bursts: list[tuple[float, str, float]]):
+    """A stream's averaged scores (times, scores, counts) every 10 ms: each burst is
+    0.3 s of one keyword's score from its start, ``_unknown_`` the rest."""
+    times = np.arange(0, seconds, 0.01)
+    scores = np.zeros((len(times), len(LABELS)))
+    for start, label, value in bursts:
+        scores[(times >= start) & (times < start + 0.3), LABELS.index(label)] = value
+    scores[:, 1] = 1 - scores.sum(axis=1)
+    return times, scores, np.full(len(times), 10)
+
+
+LABELS = ["_silence_", "_unknown_", "yes", "no"]
+
+
+class KeywordThresholdsTest(tf.test.TestCase):
+    def test_the_false_accepts_allowed_go_where_they_find_the_most_keywords(self):
+        # Keywords: yes at 0.6 and 0.8, no at 0.9 and 0.7. An hour of other words: one
+        # taken for yes at 0.7, one for no at 0.95.
+        streams = {
+            "keywords": stream_eval.Stream(np.zeros(20 * 100), (
+                word("yes", 1.0), word("no", 4.0), word("yes", 7.0), word("no", 10.0)), 100),
+            "negatives": stream_eval.Stream(np.zeros(3600 * 100), (
+                word("go", 100.0), word("go", 200.0)), 100)}
+        averaged = {
+            "keywords": averaged_scores(20, [(1.2, "yes", 0.6), (4.2, "no", 0.9),
+                                             (7.2, "yes", 0.8), (10.2, "no", 0.7)]),
+            "negatives": averaged_scores(3600, [(100.2, "yes", 0.7), (200.2, "no", 0.95)])}
+        base = detect.DetectorSettings(minimum_count=1, suppression_s=0.0)
+        points = stream_eval.keyword_operating_points(averaged, streams, LABELS, ["yes", "no"],
+                                                      base, 0.75, (0.5, 1.0))
+        # One false accept an hour is best spent on no (both found, its threshold up to 0.7);
+        # yes then finds its 0.8 alone (highest threshold of equal hits).
+        self.assertEqual(points["1.0"]["keyword_thresholds"], {"yes": 0.8, "no": 0.7})
+        self.assertEqual(points["1.0"]["miss_rate"], 0.25)
+        self.assertEqual(points["1.0"]["false_accepts_per_hour"], 1.0)
+        self.assertEqual(points["1.0"]["false_accepts_by_word"], {"go → no": 1})
+        # None allowed: only yes's 0.8 is found; no stays above its false accept.
+        self.assertEqual(points["0.5"]["keyword_thresholds"], {"yes": 0.8, "no": 0.999})
+        self.assertEqual(points["0.5"]["miss_rate"], 0.75)
+        # One threshold for both does worse at one an hour: above 0.7, to leave out yes's
+        # false accept, it misses yes's 0.6 and no's 0.7.
+        curve = stream_eval.det_curve(averaged, streams, LABELS, ["yes", "no"], base, 0.75)
+        self.assertEqual(stream_eval.operating_point(curve, 1.0)["miss_rate"], 0.5)
+
+
 class CommandTest(tf.test.TestCase):
     def test_a_short_run_on_real_voices_and_the_recommended_threshold(self):
         if not MINI_SPEECH_COMMANDS.is_dir():
@@ -133,6 +178,23 @@ class CommandTest(tf.test.TestCase):
         for name in ("stream_eval.md", "det.png", "keywords.wav", "keywords.csv",
                      "negatives.wav", "negatives.csv"):
             self.assertTrue((out / name).is_file(), name)
+        # The operating points with a threshold per keyword, and the recommendation the
+        # fewest misses of all at the rate asked for.
+        at_rate = [point for variant in summary["variants"]
+                   for point in (variant["at"]["1000.0"],
+                                 variant["keyword_thresholds_at"]["1000.0"]) if point]
+        for variant in summary["variants"]:
+            self.assertEqual(set(variant["keyword_thresholds_at"]),
+                             {"0.5", "1.0", "10.0", "1000.0"})
+            own = variant["keyword_thresholds_at"]["1000.0"]
+            self.assertEqual(set(own["keyword_thresholds"]), {"yes", "no", "up"})
+        self.assertEqual(summary["recommended"]["miss_rate"],
+                         min(point["miss_rate"] for point in at_rate))
+        self.assertEqual(summary["recommended"]["split"], "testing")
+        # The shipped manifest's detector, as it was, measured on these streams.
+        shipped = json.loads((ROOT / "export" / "manifest.json").read_text())
+        self.assertEqual(summary["manifest_detector"]["detector"], shipped[detect.DETECTOR_KEY])
+        self.assertIn("The manifest's detector", (out / "stream_eval.md").read_text())
         manifest = json.loads((export / "manifest.json").read_text())
         self.assertEqual(manifest[detect.DETECTOR_KEY], summary["recommended"])
         self.assertEqual(manifest["files"], json.loads(

@@ -10,14 +10,16 @@ model runner: the device computes features exactly as training did):
 One line per detection: the time in seconds from the start of the audio, the label, the
 averaged score (and, live, how long after the end of the audio that caused it). The export's
 manifest.json beside the model gives the front end, the labels and, when the export was
-measured on streams (``python -m kws.stream_eval``), the recommended threshold.
+measured on streams (``python -m kws.stream_eval``), the recommended thresholds.
 
 How scores become detections (TensorFlow's RecognizeCommands, with a refractory time that
 restarts only once the score has fallen): the model's class scores are averaged over the
-last ``--average_window_ms``; a keyword fires when its average reaches ``--threshold`` with
-at least ``--minimum_count`` results in the window; after that nothing fires until the
-average has fallen below the threshold and ``--suppression_ms`` more have passed, so one
-utterance fires once. ``_silence_`` and ``_unknown_`` are never reported.
+last ``--average_window_ms``; a keyword fires when its average reaches its ``--threshold``
+(one for every keyword, or one per keyword: a keyword that other words are often taken
+for needs a higher one) with at least ``--minimum_count`` results in the window; after
+that nothing fires until the averages have fallen below their thresholds and
+``--suppression_ms`` more have passed, so one utterance fires once. ``_silence_`` and
+``_unknown_`` are never reported.
 
 Inside the kws package this file is also ``kws.detect``; ``python -m kws.stream_eval``
 measures it on long streams with the same code.
@@ -219,6 +221,9 @@ class DetectorSettings:
 
     Args:
         threshold: Averaged score a keyword must reach, 0 to 1.
+        keyword_thresholds: ``(label, threshold)`` pairs: keywords whose score must reach a
+            threshold of their own instead (a keyword that other words are often taken
+            for needs a higher one than the rest).
         average_window_s: Scores are averaged over this many seconds of results.
         minimum_count: Fewest results in the window for a detection (the stream's start).
         suppression_s: After a detection, nothing fires until the averaged score has fallen
@@ -226,9 +231,15 @@ class DetectorSettings:
     """
 
     threshold: float = 0.5
+    keyword_thresholds: tuple[tuple[str, float], ...] = ()
     average_window_s: float = 0.5
     minimum_count: int = 3
     suppression_s: float = 1.0
+
+    def thresholds_of(self, labels: list[str]) -> np.ndarray:
+        """The threshold each of ``labels`` must reach."""
+        own = dict(self.keyword_thresholds)
+        return np.array([own.get(label, self.threshold) for label in labels])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,13 +274,25 @@ class Smoother:
         return averaged, counts
 
 
+def check_thresholds(settings: DetectorSettings, labels: list[str]) -> None:
+    """Raises when ``settings`` give a threshold to a label that is not a keyword."""
+    keywords = [labels[index] for index in device.keyword_indices(labels)]
+    unknown = [label for label, _ in settings.keyword_thresholds if label not in keywords]
+    if unknown:
+        raise BenchmarkError(f"a threshold for {', '.join(map(repr, unknown))}, which is no "
+                             f"keyword of the model (its keywords: {', '.join(keywords)})")
+
+
 class Decider:
-    """Detections from averaged scores: a keyword whose average reaches the threshold, then
-    silence until the average has fallen below it and the suppression time has passed."""
+    """Detections from averaged scores: a keyword whose average reaches its threshold, then
+    silence until every average has fallen below its threshold and the suppression time has
+    passed. Where two keywords reach theirs at once, the one furthest above fires."""
 
     def __init__(self, labels: list[str], settings: DetectorSettings):
         self.labels = labels
         self.keywords = np.array(device.keyword_indices(labels))
+        check_thresholds(settings, labels)
+        self.thresholds = settings.thresholds_of([labels[index] for index in self.keywords])
         self.settings = settings
         self.waiting_for_fall = False
         self.armed_from = -np.inf
@@ -278,9 +301,8 @@ class Decider:
              counts: np.ndarray) -> list[Detection]:
         if not len(times):
             return []
-        keyword_scores = averaged[:, self.keywords]
-        top = keyword_scores.max(axis=1)
-        above = (top >= self.settings.threshold) & (counts >= self.settings.minimum_count)
+        margins = averaged[:, self.keywords] - self.thresholds
+        above = (margins.max(axis=1) >= 0) & (counts >= self.settings.minimum_count)
         firing, falling = np.flatnonzero(above), np.flatnonzero(~above)
         detections, position = [], 0
         while True:  # one pass per detection: searches, not a loop over every result
@@ -296,7 +318,7 @@ class Decider:
             if after == len(firing):
                 return detections
             position = firing[after]
-            best = self.keywords[np.argmax(keyword_scores[position])]
+            best = self.keywords[np.argmax(margins[position])]
             detections.append(Detection(float(times[position]), self.labels[best],
                                         float(averaged[position, best])))
             self.waiting_for_fall = True
@@ -406,7 +428,13 @@ def settings_from(args: argparse.Namespace, advice: dict) -> DetectorSettings:
             return value / scale
         return advice.get(key, getattr(DetectorSettings, key))
 
-    return DetectorSettings(threshold=pick("threshold", "threshold"),
+    # One number for every keyword sets them all; label:value pairs change those keywords
+    # and leave the others as recommended.
+    every, own = args.threshold or (None, {})
+    if every is None:
+        every = advice.get("threshold", DetectorSettings.threshold)
+        own = {**advice.get("keyword_thresholds", {}), **own}
+    return DetectorSettings(threshold=every, keyword_thresholds=tuple(own.items()),
                             average_window_s=pick("average_window_ms", "average_window_s", 1000),
                             minimum_count=pick("minimum_count", "minimum_count"),
                             suppression_s=pick("suppression_ms", "suppression_s", 1000))
@@ -416,6 +444,12 @@ def detect(args: argparse.Namespace, out=sys.stdout) -> dict:
     model_path = Path(args.model)
     content = device.read_model(model_path)
     manifest = read_manifest(model_path, content, args.manifest)
+    advice = recommended(content, manifest)
+    settings = settings_from(args, advice)
+    try:
+        check_thresholds(settings, list(manifest["labels"]))
+    except BenchmarkError as error:
+        raise BenchmarkError(f"--threshold: {error}") from None
     features = manifest["features"]
     rate = features["sample_rate"]
     live = args.audio == "-"
@@ -428,8 +462,6 @@ def detect(args: argparse.Namespace, out=sys.stdout) -> dict:
         raise BenchmarkError("standard input: no audio arrived (expected raw 16-bit mono PCM "
                              f"at {rate} Hz)")
     model = device.SignatureModel(content, num_threads=args.num_threads)
-    advice = recommended(content, manifest)
-    settings = settings_from(args, advice)
     window_stride_ms = args.window_stride_ms or advice.get("window_stride_ms") or \
         WINDOW_STRIDE_MS
     reset_every_s = args.reset_every_s if args.reset_every_s is not None else \
@@ -473,6 +505,24 @@ def _probability(text: str) -> float:
     return value
 
 
+def _thresholds(text: str) -> tuple[float | None, dict[str, float]]:
+    """``0.9``, ``yes:0.95,no:0.9`` or both (``0.9,yes:0.95``): one threshold for every
+    keyword and those of single keywords."""
+    every, own = None, {}
+    for item in text.split(","):
+        label, _, value = item.rpartition(":")
+        try:
+            threshold = _probability(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{item!r} is neither a threshold (0.9) nor label:threshold (yes:0.95)") from None
+        if not label:
+            every = threshold
+        else:
+            own[label] = threshold
+    return every, own
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
@@ -494,9 +544,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="a .tflite file made by kws.export: "
                         "gru_int8_stream.tflite (streaming) or gru_int8.tflite (window)")
     parser.add_argument("--manifest", help="manifest.json of the export (default: beside MODEL)")
-    parser.add_argument("--threshold", type=_probability, default=None,
-                        help="averaged score a keyword must reach (default: the manifest's "
-                        f"recommended one, else {DetectorSettings.threshold})")
+    parser.add_argument("--threshold", type=_thresholds, default=None,
+                        help="averaged score a keyword must reach: one for every keyword "
+                        "(0.9), or label:value for single keywords (yes:0.95,no:0.9), or "
+                        "both (default: the manifest's recommended ones, else "
+                        f"{DetectorSettings.threshold})")
     parser.add_argument("--average_window_ms", type=_positive_float,
                         help="scores are averaged over this window (default: recommended, "
                         f"else {1000 * DetectorSettings.average_window_s:g})")
