@@ -229,10 +229,10 @@ def keyword_operating_points(averaged: Averaged, streams: dict[str, Stream],
     threshold of its own (None where no thresholds get there).
 
     Each keyword alone is swept over ``THRESHOLDS`` (its hits on its own keywords, its
-    false accepts); a knapsack over the keywords then spends the false accepts allowed
-    where they find the most keywords, and the thresholds chosen are measured together
-    (one keyword's detection can suppress another's: if together they exceed the rate,
-    the next smaller budget is tried)."""
+    false accepts); a knapsack over the keywords gives the thresholds that find the most
+    keywords for each number of false accepts spent, and each of those is measured with
+    all keywords together, since one keyword's score can hold the detector from re-arming
+    for another: a rate gets the best measured point within it."""
     options = []  # per keyword: (false accepts, hits, threshold) at each threshold
     for keyword in keywords:
         alone = []
@@ -243,37 +243,30 @@ def keyword_operating_points(averaged: Averaged, streams: dict[str, Stream],
             alone.append((point["negatives_false_accepts"], point["hits"], float(threshold)))
         options.append(alone)
     hours = streams["negatives"].seconds / 3600
-    return {str(rate): _knapsack_point(averaged, streams, labels, keywords, base, tolerance_s,
-                                       options, rate, hours)
-            for rate in rates}
-
-
-def _knapsack_point(averaged: Averaged, streams: dict[str, Stream], labels: list[str],
-                    keywords: list[str], base: detect.DetectorSettings, tolerance_s: float,
-                    options: list[list[tuple[int, int, float]]], per_hour: float,
-                    hours: float) -> dict | None:
-    for budget in range(int(np.floor(per_hour * hours + 1e-9)), -1, -1):
-        # Fewest false accepts used so far -> most hits, and the thresholds (higher ones
-        # win ties).
-        best: dict[int, tuple[int, tuple[float, ...]]] = {0: (0, ())}
-        for alone in options:
-            grown: dict[int, tuple[int, tuple[float, ...]]] = {}
-            for used, (hits, chosen) in best.items():
-                for false_accepts, keyword_hits, threshold in alone:
-                    total = used + false_accepts
-                    candidate = (hits + keyword_hits, (*chosen, threshold))
-                    if total <= budget and (total not in grown or candidate > grown[total]):
-                        grown[total] = candidate
-            best = grown
-        _, chosen = max(best.values())
+    budget = int(np.floor(max(rates) * hours + 1e-9))
+    # False accepts spent -> the most hits and their thresholds (higher thresholds win ties).
+    best: dict[int, tuple[int, tuple[float, ...]]] = {0: (0, ())}
+    for alone in options:
+        grown: dict[int, tuple[int, tuple[float, ...]]] = {}
+        for used, (hits, chosen) in best.items():
+            for false_accepts, keyword_hits, threshold in alone:
+                total = used + false_accepts
+                candidate = (hits + keyword_hits, (*chosen, threshold))
+                if total <= budget and (total not in grown or candidate > grown[total]):
+                    grown[total] = candidate
+        best = grown
+    measured = []
+    for _, chosen in sorted(best.values(), reverse=True):
         thresholds = dict(zip(keywords, chosen, strict=True))
-        point = measure_point(averaged, streams, labels, keywords,
-                              dataclasses.replace(base,
-                                                  keyword_thresholds=tuple(thresholds.items())),
-                              tolerance_s)
-        if point["false_accepts_per_hour"] <= per_hour:
-            return {**point, "threshold": None, "keyword_thresholds": thresholds}
-    return None
+        settings = dataclasses.replace(base, keyword_thresholds=tuple(thresholds.items()))
+        point = measure_point(averaged, streams, labels, keywords, settings, tolerance_s)
+        measured.append({**point, "threshold": None, "keyword_thresholds": thresholds})
+    # Fewest misses within the rate; then the fewest false accepts.
+    return {str(rate): min((point for point in measured
+                            if point["false_accepts_per_hour"] <= rate),
+                           key=lambda p: (p["miss_rate"], p["false_accepts_per_hour"]),
+                           default=None)
+            for rate in rates}
 
 
 def operating_point(points: list[dict], per_hour: float) -> dict | None:
