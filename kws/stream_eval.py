@@ -22,7 +22,10 @@ which words the model takes for a keyword (for ``kws.train --unknown_word_weight
 Writes ``stream_eval.json``, ``stream_eval.md``, ``det.png`` and the streams (WAV and
 label lists) to ``--output_dir``; ``--write_threshold`` records the operating point of the
 best detector at ``--false_accepts_per_hour`` in the export's manifest, where
-``tools/detect.py`` takes its default threshold from.
+``tools/detect.py`` takes its default thresholds from. At each operating point it also
+finds a threshold per keyword (``keyword_operating_points``), and it measures the
+manifest's detector as it stands, so settings chosen on one split (``--split=validation
+--write_threshold``) can be checked on another.
 """
 
 from __future__ import annotations
@@ -625,7 +628,8 @@ if __name__ == "__main__":
                                            "How often the window model runs.", lower_bound=10)
     _FALSE_ACCEPTS_PER_HOUR = flags.DEFINE_float(
         "false_accepts_per_hour", 1.0, "The operating point recommended: fewest misses with "
-        "at most this many false accepts per hour.", lower_bound=0)
+        "at most this many false accepts per hour, with one threshold or one per keyword.",
+        lower_bound=0)
     _SAVE_STREAMS = flags.DEFINE_bool("save_streams", True, "Also write the streams (WAV) "
                                       "and their word lists (CSV) to --output_dir.")
     _WRITE_THRESHOLD = flags.DEFINE_bool("write_threshold", False, "Record the recommended "
