@@ -268,8 +268,13 @@ class CommandTest(tf.test.TestCase, parameterized.TestCase):
         result = subprocess.run([sys.executable, str(TOOL), *args, str(self.dir / "in.wav")],
                                 capture_output=True, text=True, timeout=300)
         self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertAlmostEqual(json.loads((self.dir / "o.json").read_text())["audio_seconds"],
-                               3.0)
+        output = json.loads((self.dir / "o.json").read_text())
+        self.assertAlmostEqual(output["audio_seconds"], 3.0)
+        # No --threshold: the shipped manifest's thresholds, one per keyword.
+        self.assertTrue(output["recommended_settings_used"])
+        self.assertEqual(output["settings"]["keyword_thresholds"],
+                         MANIFEST[detect.DETECTOR_KEY]["keyword_thresholds"])
+        self.assertLen(output["settings"]["keyword_thresholds"], 3)
 
     def test_known_words_at_known_times(self):
         if not MINI_SPEECH_COMMANDS.is_dir():

@@ -489,7 +489,8 @@ def detect(args: argparse.Namespace, out=sys.stdout) -> dict:
     audio_s = samples_seen / rate
     return {
         "model": str(model_path), "audio": args.audio, "audio_seconds": audio_s,
-        "settings": dataclasses.asdict(settings),
+        "settings": {**dataclasses.asdict(settings),
+                     "keyword_thresholds": dict(settings.keyword_thresholds)},
         "window_stride_ms": None if model.is_streaming else window_stride_ms,
         "reset_every_s": reset_every_s if model.is_streaming else None,
         "recommended_settings_used": bool(advice),
