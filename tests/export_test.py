@@ -151,6 +151,29 @@ class ReferenceRecordTest(tf.test.TestCase):
         self.assertEqual(tool.measure(REFERENCE, manifest), record["measured"])
         self.assertIn(" ".join(tool.TRAIN_FLAGS), record["command"])
 
+    def test_the_markdown_is_the_records(self):
+        tool = fixtures.load_tool("reference_export")
+        record = json.loads((REFERENCE / "reference.json").read_text())
+        self.assertEqual(tool.markdown(record), (REFERENCE / "reference.md").read_text())
+
+    def test_streams_only_without_a_record_is_one_line(self):
+        tool = fixtures.load_tool("reference_export")
+        if not (fixtures.ROOT / tool.TRAINING_DATA).is_dir():
+            self.skipTest(f"{tool.TRAINING_DATA} is absent (real recordings live outside the "
+                          "project; see README)")
+        folder = self.create_tempdir().full_path
+        result = subprocess.run([sys.executable, str(fixtures.ROOT / "tools" /
+                                                     "reference_export.py"),
+                                 "--streams_only", f"--export_dir={folder}"],
+                                capture_output=True, text=True, timeout=120)
+        self.assertEqual(result.returncode, 1)
+        # The last line (TensorFlow's start-up logs come before it).
+        self.assertEqual(
+            result.stderr.strip().splitlines()[-1],
+            f"reference_export.py: error: {folder}/reference.json: cannot read the export's "
+            f"record ([Errno 2] No such file or directory: '{folder}/reference.json'); make it "
+            "with python tools/reference_export.py")
+
 
 COMPARE_TOOL = fixtures.ROOT / "tools" / "compare_gru_exports.py"
 
