@@ -345,11 +345,7 @@ def manifest_detector(export_dir: Path, manifest: dict, streams: dict[str, Strea
                       reset_every_s=chosen.get("reset_every_s") or 0.0)
     if variant.key not in series_of:
         series_of[variant.key] = variant_series(variant, export_dir, manifest, streams)
-    settings = detect.DetectorSettings(
-        threshold=chosen["threshold"],
-        keyword_thresholds=tuple((chosen.get("keyword_thresholds") or {}).items()),
-        average_window_s=chosen["average_window_s"], minimum_count=chosen["minimum_count"],
-        suppression_s=chosen["suppression_s"])
+    settings = detect.recommended_settings(chosen)
     labels = list(manifest["labels"])
     keywords = [labels[index] for index in device.keyword_indices(labels)]
     point = measure_point(averaged_series(series_of[variant.key], settings), streams, labels,

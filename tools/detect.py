@@ -420,24 +420,31 @@ def recommended(model_content: bytes, manifest: dict) -> dict:
     return chosen if measured == hashlib.sha256(model_content).hexdigest() else {}
 
 
+def recommended_settings(advice: dict) -> DetectorSettings:
+    """The posterior rule a manifest recommends (``recommended``), the defaults where it
+    says nothing."""
+    return DetectorSettings(
+        threshold=advice.get("threshold", DetectorSettings.threshold),
+        keyword_thresholds=tuple((advice.get("keyword_thresholds") or {}).items()),
+        **{key: advice.get(key, getattr(DetectorSettings, key))
+           for key in ("average_window_s", "minimum_count", "suppression_s")})
+
+
 def settings_from(args: argparse.Namespace, advice: dict) -> DetectorSettings:
     """The flags; where a flag is unset, the recommended setting, else the default."""
-    def pick(flag, key, scale=1.0):
-        value = getattr(args, flag)
-        if value is not None:
-            return value / scale
-        return advice.get(key, getattr(DetectorSettings, key))
-
+    recommended = recommended_settings(advice)
+    changed = {key: getattr(args, flag) / scale
+               for flag, key, scale in (("average_window_ms", "average_window_s", 1000),
+                                        ("minimum_count", "minimum_count", 1),
+                                        ("suppression_ms", "suppression_s", 1000))
+               if getattr(args, flag) is not None}
     # One number for every keyword sets them all; label:value pairs change those keywords
     # and leave the others as recommended.
     every, own = args.threshold or (None, {})
     if every is None:
-        every = advice.get("threshold", DetectorSettings.threshold)
-        own = {**advice.get("keyword_thresholds", {}), **own}
-    return DetectorSettings(threshold=every, keyword_thresholds=tuple(own.items()),
-                            average_window_s=pick("average_window_ms", "average_window_s", 1000),
-                            minimum_count=pick("minimum_count", "minimum_count"),
-                            suppression_s=pick("suppression_ms", "suppression_s", 1000))
+        every, own = recommended.threshold, {**dict(recommended.keyword_thresholds), **own}
+    return dataclasses.replace(recommended, threshold=every,
+                               keyword_thresholds=tuple(own.items()), **changed)
 
 
 def detect(args: argparse.Namespace, out=sys.stdout) -> dict:
