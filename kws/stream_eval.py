@@ -379,7 +379,8 @@ def plot_det(results: list[dict], path: Path) -> None:
     plt.close(figure)
 
 
-def _thresholds(point: dict) -> str:
+def thresholds_text(point: dict) -> str:
+    """A point's threshold, or its thresholds per keyword (``yes 0.9, no 0.8``)."""
     if point.get("keyword_thresholds"):
         return ", ".join(f"{label} {value:g}" for label, value in
                          point["keyword_thresholds"].items())
@@ -389,7 +390,7 @@ def _thresholds(point: dict) -> str:
 def _point(point: dict | None) -> str:
     if point is None:
         return "not reached"
-    return (f"{100 * point['miss_rate']:.1f} % missed at threshold {_thresholds(point)} "
+    return (f"{100 * point['miss_rate']:.1f} % missed at threshold {thresholds_text(point)} "
             f"({point['false_accepts_per_hour']:.2f}/h)")
 
 
@@ -429,7 +430,7 @@ def markdown(summary: dict) -> str:
         own = result["keyword_thresholds_at"]
         lines.append(f"| {result['name']}, a threshold per keyword | {_point(own['0.5'])} | "
                      f"{_point(own['1.0'])} | {_point(own['10.0'])} | | |")
-        at_ten = f"; at {_thresholds(ten)}: {_fired(ten)}" if ten else ""
+        at_ten = f"; at {thresholds_text(ten)}: {_fired(ten)}" if ten else ""
         fired.append(f"- {result['name']}: {_fired(half)}{at_ten}")
     lines += ["", "Other words that set the detectors off (the word spoken last before each "
               "false accept on the negatives stream → the keyword taken), at threshold 0.5 and "
@@ -445,13 +446,13 @@ def markdown(summary: dict) -> str:
               "chosen on other streams."]
     if summary.get("recommended"):
         chosen = summary["recommended"]
-        lines += ["", f"Recommended: {chosen['model']} at threshold {_thresholds(chosen)} "
+        lines += ["", f"Recommended: {chosen['model']} at threshold {thresholds_text(chosen)} "
                   f"({100 * chosen['miss_rate']:.1f} % missed, "
                   f"{chosen['false_accepts_per_hour']:.2f} false accepts per hour)."]
     if summary.get("manifest_detector"):
         measured = summary["manifest_detector"]
         lines += ["", f"The manifest's detector ({measured['detector']['model']} at threshold "
-                  f"{_thresholds(measured['detector'])}, chosen on the "
+                  f"{thresholds_text(measured['detector'])}, chosen on the "
                   f"{measured['detector'].get('split', '?')} split's streams by "
                   f"`{measured['detector'].get('measured_by', '?')}`) on these streams: "
                   f"{100 * measured['miss_rate']:.1f} % missed, "

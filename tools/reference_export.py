@@ -134,9 +134,15 @@ def remeasure_streams(export_dir: Path, commit: str) -> None:
                          "python tools/reference_export.py") from None
     record["streams"] = measure_streams(export_dir)
     record["streams_measured"] = {"commit": commit, "date": datetime.date.today().isoformat()}
-    fileio.write_text_atomic(path, json.dumps(record, indent=2) + "\n")
-    fileio.write_text_atomic(export_dir / "reference.md", markdown(record))
-    print(markdown(record))
+    write_record(export_dir, record)
+
+
+def write_record(export_dir: Path, record: dict) -> None:
+    """``reference.json`` and ``reference.md`` (printed too), each written whole."""
+    fileio.write_text_atomic(export_dir / "reference.json", json.dumps(record, indent=2) + "\n")
+    text = markdown(record)
+    fileio.write_text_atomic(export_dir / "reference.md", text)
+    print(text)
 
 
 def markdown(record: dict) -> str:
@@ -164,13 +170,11 @@ def markdown(record: dict) -> str:
         return "\n".join([*lines, "", f"No detector reached {FALSE_ACCEPTS_PER_HOUR:g} false "
                            "accepts per hour on streams of the validation speakers; the "
                            "manifest recommends none."]) + "\n"
-    thresholds = ", ".join(f"{label} {value:g}"
-                           for label, value in chosen["keyword_thresholds"].items()) \
-        or f"{chosen['threshold']:g}"
     lines += ["", f"The detector the manifest recommends to tools/detect.py: "
-              f"`{chosen['model']}` at threshold {thresholds}, chosen as the fewest misses "
-              f"with at most {FALSE_ACCEPTS_PER_HOUR:g} false accepts per hour on streams of "
-              f"the validation speakers ({100 * chosen['miss_rate']:.1f} % missed, "
+              f"`{chosen['model']}` at threshold {stream_eval.thresholds_text(chosen)}, "
+              f"chosen as the fewest misses with at most {FALSE_ACCEPTS_PER_HOUR:g} false "
+              f"accepts per hour on streams of the validation speakers "
+              f"({100 * chosen['miss_rate']:.1f} % missed, "
               f"{chosen['false_accepts_per_hour']:.1f} per hour; "
               f"{STREAM_EVAL_DIR}/validation/stream_eval.md). On streams of the test speakers "
               f"({STREAM_EVAL_DIR}/stream_eval.md) it misses "
@@ -228,10 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             "measured": measure(export_dir, manifest),
             "streams": measure_streams(export_dir),
         }
-        fileio.write_text_atomic(export_dir / "reference.json",
-                                 json.dumps(record, indent=2) + "\n")
-        fileio.write_text_atomic(export_dir / "reference.md", markdown(record))
-        print(markdown(record))
+        write_record(export_dir, record)
     except (InputError, benchmark_tflite.BenchmarkError) as error:
         print(f"reference_export.py: error: {error}", file=sys.stderr)
         return 1
