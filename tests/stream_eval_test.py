@@ -94,6 +94,9 @@ class ScoringTest(tf.test.TestCase):
         self.assertIsNone(stream_eval.operating_point(points, 0.1))
 
 
+LABELS = ["_silence_", "_unknown_", "yes", "no"]
+
+
 def averaged_scores(seconds: float, bursts: list[tuple[float, str, float]]):
     """A stream's averaged scores (times, scores, counts) every 10 ms: each burst is
     0.3 s of one keyword's score from its start, ``_unknown_`` the rest."""
@@ -103,9 +106,6 @@ def averaged_scores(seconds: float, bursts: list[tuple[float, str, float]]):
         scores[(times >= start) & (times < start + 0.3), LABELS.index(label)] = value
     scores[:, 1] = 1 - scores.sum(axis=1)
     return times, scores, np.full(len(times), 10)
-
-
-LABELS = ["_silence_", "_unknown_", "yes", "no"]
 
 
 class KeywordThresholdsTest(tf.test.TestCase):
