@@ -198,6 +198,20 @@ class KeywordThresholdsTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual(settings("--threshold=yes:0.7").thresholds_of(["yes", "no"]).tolist(),
                          [0.7, 0.85])
 
+    def test_a_manifest_threshold_for_no_keyword_names_the_manifest(self):
+        folder = Path(self.create_tempdir().full_path)
+        (folder / "gru_int8.tflite").write_bytes((EXPORT / "gru_int8.tflite").read_bytes())
+        detector = {**MANIFEST[detect.DETECTOR_KEY], "keyword_thresholds": {"left": 0.9}}
+        (folder / "manifest.json").write_text(json.dumps({**MANIFEST,
+                                                          detect.DETECTOR_KEY: detector}))
+        write_pcm_wav(folder / "in.wav", np.zeros(16000))
+        result = run_tool("--model", str(folder / "gru_int8.tflite"), str(folder / "in.wav"))
+        self.assertEqual(result.returncode, 1)
+        self.assertEqual(result.stderr.decode().strip().splitlines()[-1],
+                         f"detect: error: {folder / 'manifest.json'} (detector): a threshold "
+                         "for 'left', which is no keyword of the model (its keywords: yes, "
+                         "no, up)")
+
     @parameterized.named_parameters(
         ("not_a_number", "--threshold=yes=0.9",
          "argument --threshold: 'yes=0.9' is neither a threshold (0.9) nor label:threshold "

@@ -453,10 +453,14 @@ def detect(args: argparse.Namespace, out=sys.stdout) -> dict:
     manifest = read_manifest(model_path, content, args.manifest)
     advice = recommended(content, manifest)
     settings = settings_from(args, advice)
-    try:
-        check_thresholds(settings, list(manifest["labels"]))
-    except BenchmarkError as error:
-        raise BenchmarkError(f"--threshold: {error}") from None
+    # A wrong label is named where it came from: the manifest's detector or the flag.
+    manifest_path = Path(args.manifest) if args.manifest else model_path.parent / device.MANIFEST
+    for source, checked in ((f"{manifest_path} ({DETECTOR_KEY})", recommended_settings(advice)),
+                            ("--threshold", settings)):
+        try:
+            check_thresholds(checked, list(manifest["labels"]))
+        except BenchmarkError as error:
+            raise BenchmarkError(f"{source}: {error}") from None
     features = manifest["features"]
     rate = features["sample_rate"]
     live = args.audio == "-"
