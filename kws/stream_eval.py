@@ -460,9 +460,12 @@ def markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_threshold(export_dir: Path, manifest: dict, recommended: dict) -> None:
-    """Records the recommended detector in the export's manifest (written whole, renamed)."""
-    manifest = {**manifest, detect.DETECTOR_KEY: recommended}
+def write_threshold(export_dir: Path, manifest: dict, recommended: dict | None) -> None:
+    """Records the recommended detector in the export's manifest, or with ``None`` removes
+    the one there (the manifest written whole, renamed)."""
+    manifest = {key: value for key, value in manifest.items() if key != detect.DETECTOR_KEY}
+    if recommended is not None:
+        manifest[detect.DETECTOR_KEY] = recommended
     fileio.write_text_atomic(export_dir / device.MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
 

@@ -7,9 +7,11 @@ import subprocess
 import sys
 import unittest
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
+from absl.testing import parameterized
 
 from kws import benchmark_tflite, export
 from kws.config import DEFAULT_CACHE_DIR, FrontEnd
@@ -134,7 +136,7 @@ class ReferenceSetTest(tf.test.TestCase):
                                      - self.manifest["keras_test_accuracy"]), 0.005)
 
 
-class ReferenceRecordTest(tf.test.TestCase):
+class ReferenceRecordTest(tf.test.TestCase, parameterized.TestCase):
     """export/reference.json: its hashes are the files', and measuring the files again on
     the real clips gives its figures."""
 
@@ -155,6 +157,32 @@ class ReferenceRecordTest(tf.test.TestCase):
         tool = fixtures.load_tool("reference_export")
         record = json.loads((REFERENCE / "reference.json").read_text())
         self.assertEqual(tool.markdown(record), (REFERENCE / "reference.md").read_text())
+
+    @parameterized.named_parameters(
+        ("a_new_detector_replaces_the_old", {"model": "gru_int8.tflite", "threshold": 0.8}),
+        ("none_recommended_takes_the_old_one_out", None))
+    def test_the_manifest_gets_the_detector_chosen_on_validation(self, recommended):
+        tool = fixtures.load_tool("reference_export")
+        folder = Path(self.create_tempdir().full_path)
+        old = {"labels": ["_silence_", "_unknown_", "yes"],
+               "detector": {"model": "gru_int8_stream.tflite", "threshold": 0.5}}
+        (folder / export.MANIFEST).write_text(json.dumps(old))
+        splits = []
+
+        def measured(export_dir, data_dir, output_dir, command, split="testing", **kwargs):
+            splits.append(split)
+            self.assertEqual(json.loads((folder / export.MANIFEST).read_text()).get("detector"),
+                             recommended if split == "testing" else old["detector"])
+            return {"recommended": recommended, "manifest_detector": recommended,
+                    "variants": []}
+
+        with mock.patch.object(tool.stream_eval, "stream_eval", measured):
+            streams = tool.measure_streams(folder)
+        self.assertEqual(splits, ["validation", "testing"])
+        self.assertEqual(streams["recommended"], recommended)
+        manifest = json.loads((folder / export.MANIFEST).read_text())
+        self.assertEqual(manifest.get("detector"), recommended)
+        self.assertEqual(manifest["labels"], old["labels"])
 
     def test_streams_only_without_a_record_is_one_line(self):
         tool = fixtures.load_tool("reference_export")

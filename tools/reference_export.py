@@ -110,9 +110,10 @@ def measure_streams(export_dir: Path) -> dict:
         relative, TRAINING_DATA, STREAM_EVAL_DIR / "validation",
         "python tools/reference_export.py", split="validation",
         false_accepts_per_hour=FALSE_ACCEPTS_PER_HOUR, save_streams=False)
-    if chosen["recommended"]:
-        stream_eval.write_threshold(export_dir, json.loads((export_dir / MANIFEST).read_text()),
-                                    chosen["recommended"])
+    # With none recommended, a detector chosen earlier (for other files, or on other
+    # streams) goes too: tools/detect.py would otherwise apply what the record disowns.
+    stream_eval.write_threshold(export_dir, json.loads((export_dir / MANIFEST).read_text()),
+                                chosen["recommended"])
     tested = stream_eval.stream_eval(
         relative, TRAINING_DATA, STREAM_EVAL_DIR, "python tools/reference_export.py",
         false_accepts_per_hour=FALSE_ACCEPTS_PER_HOUR, save_streams=False)
