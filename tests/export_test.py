@@ -17,7 +17,7 @@ from kws import benchmark_tflite, export
 from kws.config import DEFAULT_CACHE_DIR, FrontEnd
 from kws.data.pipeline import features_array
 from kws.run import config_from_report, load_data
-from kws.streaming import GRUClassifier
+from kws.streaming import DenseWeights, GRUClassifier, GRUWeights
 from tests import fixtures
 from tests.streaming_test import small_gru_model
 
@@ -72,6 +72,41 @@ class ConvertTest(tf.test.TestCase):
                                             == np.argmax(float_scores, -1)))
         self.assertGreater(agreement, 0.9)
 
+
+    def test_int8_streaming_holds_a_state_the_update_gate_keeps(self):
+        # Input 0 opens each unit's update gate (z = sigmoid(10 - 20 x0)), input 1 drives
+        # its candidate (tanh(target x1)); small weights elsewhere give every tensor a
+        # range (a constant tensor has no int8 scale). Five frames of (1, 1) load the
+        # state, 95 frames of (0, 0) keep it (z = 0.99995). Were z the int8 tensor, it
+        # could not pass 255/256, and the unit near 1 would leak (0.99 to 0.91).
+        targets = np.array([3.0, 1.0, -1.0, 0.5], np.float32)
+        units = len(targets)
+        rng = np.random.default_rng(0)
+        kernel = rng.normal(0, 0.1, (2, 3 * units)).astype(np.float32)
+        kernel[0, :units], kernel[1, 2 * units:] = -20.0, targets
+        input_bias = np.zeros(3 * units, np.float32)
+        input_bias[:units] = 10.0
+        gru = GRUWeights(kernel, rng.normal(0, 0.1, (units, 3 * units)).astype(np.float32),
+                         input_bias, np.zeros(3 * units, np.float32))
+        head = DenseWeights(rng.normal(0, 1, (units, 2)).astype(np.float32),
+                            np.zeros(2, np.float32), "softmax")
+        classifier = GRUClassifier((gru,), (head,))
+        frames = np.zeros((100, 2), np.float32)
+        frames[:5] = 1.0
+        flatbuffer = export.convert(
+            export.stream_function(classifier, 2),
+            lambda: iter(export.stream_calibration_samples(classifier, frames[None])))
+        model = benchmark_tflite.SignatureModel(flatbuffer)
+        states = {"int8": [model.zero_states()["state_0"]],
+                  "float": [classifier.zero_states()[0]]}
+        for frame in frames:
+            states["int8"].append(model(frame=frame[None], state_0=states["int8"][-1])
+                                  ["new_state_0"])
+            states["float"].append(np.asarray(gru.step(frame[None], states["float"][-1])))
+        self.assertAllGreater(np.abs(states["float"][5]), 0.4)
+        self.assertAllClose(states["float"][-1], states["float"][5], atol=0.01)
+        step = model.output_details["new_state_0"]["quantization"][0]
+        self.assertAllClose(states["int8"][-1], states["int8"][5], atol=step)
 
 class BalancedChoiceTest(tf.test.TestCase):
     def test_each_class_its_share_and_a_rare_class_all_it_has(self):
