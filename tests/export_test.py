@@ -165,10 +165,12 @@ class ReferenceSetTest(tf.test.TestCase):
         self.assertAlmostEqual(agreement, self.manifest["int8_stream_agrees_with_window"])
         self.assertGreaterEqual(agreement, 0.98)
 
-    def test_int8_accuracy_within_half_a_point_of_keras(self):
+    def test_int8_files_lose_at_most_half_a_point_against_keras(self):
+        # One-sided: where int8 and float differ near the silence/unknown boundary, int8
+        # may be right more often (docs/measurements/int8-calibration.md, last section).
         for name in (export.WINDOW_INT8, export.STREAM_INT8):
-            self.assertLessEqual(abs(self.manifest["files"][name]["test_accuracy"]
-                                     - self.manifest["keras_test_accuracy"]), 0.005)
+            self.assertGreaterEqual(self.manifest["files"][name]["test_accuracy"],
+                                    self.manifest["keras_test_accuracy"] - 0.005, name)
 
 
 class ReferenceRecordTest(tf.test.TestCase, parameterized.TestCase):

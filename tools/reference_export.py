@@ -52,7 +52,8 @@ DATA = Path("..") / "shared" / "data"  # relative to the project: the manifest k
 TRAINING_DATA = DATA / "mini_speech_commands"
 UNSEEN_WORDS_DATA = DATA / "speech_commands_v0.01_sample"
 TRAIN_FLAGS = (f"--data_dir={TRAINING_DATA}", "--wanted_words=yes,no,up", "--models=gru",
-               "--unknown_percentage=100", "--synthetic_unknown_words=300",
+               "--unknown_percentage=200", "--synthetic_unknown_words=500",
+               "--synthetic_unknown_clips=20", "--unknown_word_weights=left:3,go:3",
                "--synthetic_keyword_clips=1000", "--silence_percentage=50",
                "--best_of_ties=last", "--seed=0")
 MODEL_FILES = ("gru_float32.tflite", "gru_int8.tflite", "gru_int8_stream.tflite")
