@@ -72,7 +72,6 @@ class ConvertTest(tf.test.TestCase):
                                             == np.argmax(float_scores, -1)))
         self.assertGreater(agreement, 0.9)
 
-
     def test_int8_streaming_holds_a_state_the_update_gate_keeps(self):
         # Input 0 opens each unit's update gate (z = sigmoid(10 - 20 x0)), input 1 drives
         # its candidate (tanh(target x1)); small weights elsewhere give every tensor a
@@ -107,6 +106,7 @@ class ConvertTest(tf.test.TestCase):
         self.assertAllClose(states["float"][-1], states["float"][5], atol=0.01)
         step = model.output_details["new_state_0"]["quantization"][0]
         self.assertAllClose(states["int8"][-1], states["int8"][5], atol=step)
+
 
 class BalancedChoiceTest(tf.test.TestCase):
     def test_each_class_its_share_and_a_rare_class_all_it_has(self):
