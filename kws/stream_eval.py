@@ -17,7 +17,9 @@ end) is a hit, once per keyword; every other detection is a false accept, a seco
 one word included. Over thresholds 0.01 to 0.999 that gives the miss rate on the keywords
 stream against false accepts per hour of the negatives stream (a DET curve).
 Each false accept is put down to the other word spoken last before it, so the report says
-which words the model takes for a keyword (for ``kws.train --unknown_word_weights``).
+which words the model takes for a keyword (for ``kws.train --unknown_word_weights``), and
+which recordings: a small split's clips repeat in the negatives stream, so one recording the
+model takes for a keyword fires each time it is played.
 
 Writes ``stream_eval.json``, ``stream_eval.md``, ``det.png`` and the streams (WAV and
 label lists) to ``--output_dir``; ``--write_threshold`` records the operating point of the
@@ -30,6 +32,7 @@ manifest's detector as it stands, so settings chosen on one split (``--split=val
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import sys
@@ -64,9 +67,12 @@ WINDOW_FILE = "gru_int8.tflite"
 
 @dataclasses.dataclass(frozen=True)
 class Word:
+    """One clip in a stream: the word spoken, where, and which recording it is."""
+
     label: str
     start_s: float
     end_s: float
+    recording: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,10 +90,11 @@ class Stream:
 
 def build_stream(clips: list[np.ndarray], labels: list[str], slot_s: float, slots: int,
                  background: tuple[np.ndarray, ...], noise_volume: float, sample_rate: int,
-                 rng: np.random.Generator) -> Stream:
+                 rng: np.random.Generator, recordings: list[str] | None = None) -> Stream:
     """``slots`` slots of ``slot_s`` seconds, each holding one of ``clips`` (in the given
     order, repeating) at a random offset, over background noise at a random volume per
-    slot (up to ``noise_volume``; none without recordings)."""
+    slot (up to ``noise_volume``; none without recordings). ``recordings`` names each clip
+    for the report."""
     slot = round(slot_s * sample_rate)
     samples = np.zeros(slot * slots, np.float32)
     words = []
@@ -96,7 +103,8 @@ def build_stream(clips: list[np.ndarray], labels: list[str], slot_s: float, slot
         start = index * slot + int(rng.integers(0, slot - len(clip) + 1))
         samples[start : start + len(clip)] += clip
         words.append(Word(labels[index % len(clips)], start / sample_rate,
-                          (start + len(clip)) / sample_rate))
+                          (start + len(clip)) / sample_rate,
+                          recordings[index % len(clips)] if recordings else ""))
         if background:
             recording = background[rng.integers(len(background))]
             at = int(rng.integers(0, max(1, len(recording) - slot + 1)))
@@ -109,10 +117,11 @@ def build_stream(clips: list[np.ndarray], labels: list[str], slot_s: float, slot
 def test_streams(clips: np.ndarray, labels: list[str], keywords: list[str],
                  background: tuple[np.ndarray, ...], negative_hours: float,
                  keyword_repeats: int, noise_volume: float, sample_rate: int,
-                 seed: int, max_keyword_clips: int = 0) -> dict[str, Stream]:
+                 seed: int, max_keyword_clips: int = 0,
+                 recordings: list[str] | None = None) -> dict[str, Stream]:
     """The keywords stream (each keyword clip ``keyword_repeats`` times, shuffled, with
     other words in 30 % of the slots; at most ``max_keyword_clips`` of them when not 0)
-    and the negatives stream."""
+    and the negatives stream; ``recordings`` names each clip for the report."""
     rng = np.random.default_rng(seed)
     is_keyword = np.array([label in keywords for label in labels])
     keyword_clips, other_clips = np.flatnonzero(is_keyword), np.flatnonzero(~is_keyword)
@@ -126,15 +135,19 @@ def test_streams(clips: np.ndarray, labels: list[str], keywords: list[str],
     chosen = np.tile(keyword_clips, keyword_repeats)
     others = round(len(chosen) * (1 - KEYWORD_SHARE) / KEYWORD_SHARE)
     chosen = rng.permutation(np.concatenate([chosen, rng.choice(other_clips, others)]))
+    def named(chosen):
+        return [recordings[i] for i in chosen] if recordings else None
+
     streams = {"keywords": build_stream([clips[i] for i in chosen], [labels[i] for i in chosen],
                                         KEYWORD_SLOT_S, len(chosen), background, noise_volume,
-                                        sample_rate, rng)}
+                                        sample_rate, rng, named(chosen))}
     slots = round(negative_hours * 3600 / NEGATIVE_SLOT_S)
     chosen = np.concatenate([rng.permutation(other_clips)
                              for _ in range(-(-slots // len(other_clips)))])[:slots]
     streams["negatives"] = build_stream([clips[i] for i in chosen],
                                         [labels[i] for i in chosen], NEGATIVE_SLOT_S, slots,
-                                        background, noise_volume, sample_rate, rng)
+                                        background, noise_volume, sample_rate, rng,
+                                        named(chosen))
     return streams
 
 
@@ -172,16 +185,29 @@ def match(detections: list[detect.Detection], words: tuple[Word, ...], keywords:
     return int(hit.sum()), false_accepts
 
 
+def spoken_before(detections: list[detect.Detection], words: tuple[Word, ...]) -> list[Word]:
+    """The word spoken last before each detection (the first word for one before it)."""
+    starts = np.array([word.start_s for word in words])
+    return [words[max(0, int(np.searchsorted(starts, detection.time_s, "right")) - 1)]
+            for detection in detections]
+
+
+def _most_first(keys) -> dict[str, int]:
+    return dict(sorted(collections.Counter(keys).items(), key=lambda item: (-item[1], item[0])))
+
+
 def fired_by(detections: list[detect.Detection], words: tuple[Word, ...]) -> dict[str, int]:
     """False accepts on the negatives stream by the word spoken last before each and the
     label it was taken for (``"left → yes"``), most first."""
-    starts = np.array([word.start_s for word in words])
-    counts: dict[str, int] = {}
-    for detection in detections:
-        spoken = words[max(0, int(np.searchsorted(starts, detection.time_s, "right")) - 1)]
-        key = f"{spoken.label} → {detection.label}"
-        counts[key] = counts.get(key, 0) + 1
-    return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+    return _most_first(f"{spoken.label} → {detection.label}" for detection, spoken
+                       in zip(detections, spoken_before(detections, words), strict=True))
+
+
+def recordings_fired(detections: list[detect.Detection],
+                     words: tuple[Word, ...]) -> dict[str, int]:
+    """False accepts by the recording spoken last before each (``Word.recording``), most
+    first: a recording that fires every time it is played shows as one line."""
+    return _most_first(spoken.recording for spoken in spoken_before(detections, words))
 
 
 Averaged = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # stream: times, scores, counts
@@ -212,6 +238,8 @@ def measure_point(averaged: Averaged, streams: dict[str, Stream], labels: list[s
         "negatives_false_accepts": negatives,
         "keywords_stream_false_accepts": keyword_stream_false,
         "false_accepts_by_word": fired_by(found["negatives"], streams["negatives"].words),
+        "false_accepts_by_recording": recordings_fired(found["negatives"],
+                                                       streams["negatives"].words),
     }
 
 
@@ -402,6 +430,14 @@ def _fired(point: dict, most: int = 6) -> str:
         f" and {len(fired) - most} more" if len(fired) > most else "")
 
 
+def _recordings(point: dict, most: int = 3) -> str:
+    fired = list(point.get("false_accepts_by_recording", {}).items())
+    if not fired:
+        return ""
+    return (f"; from {len(fired)} recording{'s' * (len(fired) != 1)}, most: "
+            + ", ".join(f"{key} {count}" for key, count in fired[:most]))
+
+
 def markdown(summary: dict) -> str:
     streams = summary["streams"]
     lines = [
@@ -430,11 +466,20 @@ def markdown(summary: dict) -> str:
         own = result["keyword_thresholds_at"]
         lines.append(f"| {result['name']}, a threshold per keyword | {_point(own['0.5'])} | "
                      f"{_point(own['1.0'])} | {_point(own['10.0'])} | | |")
-        at_ten = f"; at {thresholds_text(ten)}: {_fired(ten)}" if ten else ""
+        at_ten = f"; at {thresholds_text(ten)}: {_fired(ten)}{_recordings(ten)}" if ten else ""
         fired.append(f"- {result['name']}: {_fired(half)}{at_ten}")
     lines += ["", "Other words that set the detectors off (the word spoken last before each "
               "false accept on the negatives stream → the keyword taken), at threshold 0.5 and "
-              "at the operating point of at most 10 false accepts per hour:", "", *fired]
+              "at the operating point of at most 10 false accepts per hour, with the "
+              "recordings behind the false accepts there:", "", *fired]
+    negatives = streams["negatives"]
+    if negatives.get("recordings"):
+        lines += ["", f"The negatives stream plays each of its {negatives['recordings']} "
+                  f"recordings about {negatives['words'] / negatives['recordings']:.0f} times, "
+                  "each time at a new offset and noise level: a recording the model takes for "
+                  "a keyword fires again each time it is played, and a few such recordings "
+                  "can decide the threshold at a low rate. The streams' CSV files say where "
+                  "each recording is played."]
     lines += ["", "Words that fire often can be drawn more often into `_unknown_` in training "
               "(`python -m kws.train --unknown_word_weights=word:3,...`); check words outside "
               "the training data afterwards, the confusion can move to them "
@@ -491,15 +536,21 @@ def stream_eval(export_dir: Path, data_dir: Path, output_dir: Path, command: str
     clips, _, _, labels = load_evaluation_clips(data_dir, front_end, split)
     keywords = [front_end.labels[index] for index in device.keyword_indices(front_end.labels)]
     background = load_background(data_dir, front_end.features, [])
+    # Word, speaker and place in the split: enough to find the file and listen to it.
+    recordings = [f"{label}/{speaker} #{index}" if speaker else f"{label} #{index}"
+                  for index, (label, speaker) in enumerate(zip(labels, clips.speakers,
+                                                               strict=True))]
     streams = test_streams(list(clips.clips), list(labels), keywords, background, negative_hours,
                            keyword_repeats, noise_volume, front_end.features.sample_rate, seed,
-                           max_keyword_clips)
+                           max_keyword_clips, recordings)
     output_dir.mkdir(parents=True, exist_ok=True)
     for name, stream in streams.items() if save_streams else ():
         with fileio.atomic_path(output_dir / f"{name}.wav") as tmp:
             write_wav(tmp, stream.samples, stream.sample_rate)
-        fileio.write_text_atomic(output_dir / f"{name}.csv", "label,start_s,end_s\n" + "".join(
-            f"{w.label},{w.start_s:.4f},{w.end_s:.4f}\n" for w in stream.words))
+        fileio.write_text_atomic(
+            output_dir / f"{name}.csv", "label,start_s,end_s,recording\n" + "".join(
+                f"{w.label},{w.start_s:.4f},{w.end_s:.4f},{w.recording}\n"
+                for w in stream.words))
     results, series_of = [], {}
     audio_s = sum(stream.seconds for stream in streams.values())
     rates = tuple(sorted({*REPORTED_RATES, false_accepts_per_hour}))
@@ -546,7 +597,8 @@ def stream_eval(export_dir: Path, data_dir: Path, output_dir: Path, command: str
                          "other_words": sum(w.label not in keywords
                                             for w in streams["keywords"].words)},
             "negatives": {"hours": streams["negatives"].seconds / 3600,
-                          "words": len(streams["negatives"].words)},
+                          "words": len(streams["negatives"].words),
+                          "recordings": len({w.recording for w in streams["negatives"].words})},
         },
         "variants": results, "recommended": recommended,
         "manifest_detector": measured_manifest_detector,

@@ -28,6 +28,7 @@ class StreamsTest(tf.test.TestCase):
                                           rng=np.random.default_rng(0))
         self.assertLen(stream.samples, 6 * 4000)
         self.assertEqual([w.label for w in stream.words], ["yes", "no", "go"] * 2)
+        self.assertEqual({w.recording for w in stream.words}, {""})  # none named
         for index, entry in enumerate(stream.words):
             start = round(entry.start_s * 8000)
             self.assertBetween(start, index * 4000, index * 4000 + 3000)
@@ -52,6 +53,22 @@ class StreamsTest(tf.test.TestCase):
         self.assertLen(negatives.words, 24)
         again = stream_eval.test_streams(clips, labels, ["yes"], noise, 0.01, 2, 0.1, 8000, 3)
         self.assertAllEqual(again["negatives"].samples, negatives.samples)  # seeded
+
+    def test_each_word_names_the_recording_it_plays(self):
+        labels = ["yes"] * 3 + ["go"] * 2
+        clips = [np.full(800, (i + 1) / 10, np.float32) for i in range(5)]
+        names = [f"{label} #{i}" for i, label in enumerate(labels)]
+        streams = stream_eval.test_streams(clips, labels, ["yes"], (), 0.01, 1, 0.0, 8000, 3,
+                                           recordings=names)
+        for stream in streams.values():
+            for entry in stream.words:
+                index = names.index(entry.recording)
+                self.assertEqual(entry.label, labels[index])
+                start = round(entry.start_s * 8000)  # no noise: the clip as it is
+                self.assertAllClose(stream.samples[start : start + 800], clips[index])
+        # 24 slots of 1.5 s from the two other-word recordings: each played 12 times.
+        played = [w.recording for w in streams["negatives"].words]
+        self.assertEqual((played.count("go #3"), played.count("go #4")), (12, 12))
 
     def test_a_split_without_other_words_is_named(self):
         with self.assertRaisesRegex(Exception, "no clips of other words"):
@@ -84,6 +101,15 @@ class ScoringTest(tf.test.TestCase):
         self.assertEqual(list(stream_eval.fired_by(detections, words).items()),
                          [("left → yes", 3), ("go → no", 1), ("left → up", 1)])
         self.assertEqual(stream_eval.fired_by([], words), {})
+
+    def test_false_accepts_by_recording_count_each_playing(self):
+        words = (stream_eval.Word("left", 0.2, 1.2, "left/a #7"),
+                 stream_eval.Word("go", 1.7, 2.7, "go/b #2"),
+                 stream_eval.Word("left", 3.2, 4.2, "left/a #7"))
+        detections = [detect.Detection(t, "yes", 0.9) for t in (0.9, 2.5, 3.9, 4.4)]
+        self.assertEqual(list(stream_eval.recordings_fired(detections, words).items()),
+                         [("left/a #7", 3), ("go/b #2", 1)])
+        self.assertEqual(stream_eval.recordings_fired([], words), {})
 
     def test_operating_points(self):
         points = [{"threshold": t, "miss_rate": m, "false_accepts_per_hour": f}
@@ -168,6 +194,11 @@ class CommandTest(tf.test.TestCase):
                 self.assertEqual(sum(fired.values()), point["negatives_false_accepts"])
                 self.assertContainsSubset({key.split(" → ")[0] for key in fired},
                                           {"down", "go", "left", "right", "stop"})
+                # ... and to a recording: word/speaker #place in the split
+                recordings = point["false_accepts_by_recording"]
+                self.assertEqual(sum(recordings.values()), point["negatives_false_accepts"])
+                for name in recordings:
+                    self.assertRegex(name, r"^(down|go|left|right|stop)/[0-9a-f]{8} #\d+$")
         # The window model hears most keywords at threshold 0.5.
         window = summary["variants"][2]
         self.assertLess(next(p for p in window["points"] if p["threshold"] == 0.5)["miss_rate"],
@@ -175,6 +206,10 @@ class CommandTest(tf.test.TestCase):
         self.assertIn("Other words that set the detectors off", (out / "stream_eval.md")
                       .read_text())
         self.assertIn("\nleft,", (out / "negatives.csv").read_text())  # words by name
+        played = (out / "negatives.csv").read_text()
+        self.assertTrue(played.startswith("label,start_s,end_s,recording\n"))
+        self.assertRegex(played, r"\nleft,[\d.]+,[\d.]+,left/[0-9a-f]{8} #\d+\n")
+        self.assertIn("recordings about", (out / "stream_eval.md").read_text())
         for name in ("stream_eval.md", "det.png", "keywords.wav", "keywords.csv",
                      "negatives.wav", "negatives.csv"):
             self.assertTrue((out / name).is_file(), name)
