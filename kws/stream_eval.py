@@ -19,7 +19,7 @@ stream against false accepts per hour of the negatives stream (a DET curve).
 Each false accept is put down to the other word spoken last before it, so the report says
 which words the model takes for a keyword (for ``kws.train --unknown_word_weights``), and
 which recordings: a small split's clips repeat in the negatives stream, so one recording the
-model takes for a keyword fires each time it is played.
+model takes for a keyword can fire each time it is played.
 
 Writes ``stream_eval.json``, ``stream_eval.md``, ``det.png`` and the streams (WAV and
 label lists) to ``--output_dir``; ``--write_threshold`` records the operating point of the
@@ -135,8 +135,9 @@ def test_streams(clips: np.ndarray, labels: list[str], keywords: list[str],
     chosen = np.tile(keyword_clips, keyword_repeats)
     others = round(len(chosen) * (1 - KEYWORD_SHARE) / KEYWORD_SHARE)
     chosen = rng.permutation(np.concatenate([chosen, rng.choice(other_clips, others)]))
-    def named(chosen):
-        return [recordings[i] for i in chosen] if recordings else None
+
+    def named(indices: np.ndarray) -> list[str] | None:
+        return [recordings[i] for i in indices] if recordings else None
 
     streams = {"keywords": build_stream([clips[i] for i in chosen], [labels[i] for i in chosen],
                                         KEYWORD_SLOT_S, len(chosen), background, noise_volume,
