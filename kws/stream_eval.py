@@ -95,6 +95,7 @@ def build_stream(clips: list[np.ndarray], labels: list[str], slot_s: float, slot
     order, repeating) at a random offset, over background noise at a random volume per
     slot (up to ``noise_volume``; none without recordings). ``recordings`` names each clip
     for the report."""
+    recordings = recordings or [""] * len(clips)
     slot = round(slot_s * sample_rate)
     samples = np.zeros(slot * slots, np.float32)
     words = []
@@ -103,8 +104,7 @@ def build_stream(clips: list[np.ndarray], labels: list[str], slot_s: float, slot
         start = index * slot + int(rng.integers(0, slot - len(clip) + 1))
         samples[start : start + len(clip)] += clip
         words.append(Word(labels[index % len(clips)], start / sample_rate,
-                          (start + len(clip)) / sample_rate,
-                          recordings[index % len(clips)] if recordings else ""))
+                          (start + len(clip)) / sample_rate, recordings[index % len(clips)]))
         if background:
             recording = background[rng.integers(len(background))]
             at = int(rng.integers(0, max(1, len(recording) - slot + 1)))
@@ -123,6 +123,7 @@ def test_streams(clips: np.ndarray, labels: list[str], keywords: list[str],
     other words in 30 % of the slots; at most ``max_keyword_clips`` of them when not 0)
     and the negatives stream; ``recordings`` names each clip for the report."""
     rng = np.random.default_rng(seed)
+    recordings = recordings or [""] * len(clips)
     is_keyword = np.array([label in keywords for label in labels])
     keyword_clips, other_clips = np.flatnonzero(is_keyword), np.flatnonzero(~is_keyword)
     if not len(keyword_clips):
@@ -135,20 +136,16 @@ def test_streams(clips: np.ndarray, labels: list[str], keywords: list[str],
     chosen = np.tile(keyword_clips, keyword_repeats)
     others = round(len(chosen) * (1 - KEYWORD_SHARE) / KEYWORD_SHARE)
     chosen = rng.permutation(np.concatenate([chosen, rng.choice(other_clips, others)]))
-
-    def named(indices: np.ndarray) -> list[str] | None:
-        return [recordings[i] for i in indices] if recordings else None
-
     streams = {"keywords": build_stream([clips[i] for i in chosen], [labels[i] for i in chosen],
                                         KEYWORD_SLOT_S, len(chosen), background, noise_volume,
-                                        sample_rate, rng, named(chosen))}
+                                        sample_rate, rng, [recordings[i] for i in chosen])}
     slots = round(negative_hours * 3600 / NEGATIVE_SLOT_S)
     chosen = np.concatenate([rng.permutation(other_clips)
                              for _ in range(-(-slots // len(other_clips)))])[:slots]
     streams["negatives"] = build_stream([clips[i] for i in chosen],
                                         [labels[i] for i in chosen], NEGATIVE_SLOT_S, slots,
                                         background, noise_volume, sample_rate, rng,
-                                        named(chosen))
+                                        [recordings[i] for i in chosen])
     return streams
 
 
@@ -423,20 +420,23 @@ def _point(point: dict | None) -> str:
             f"({point['false_accepts_per_hour']:.2f}/h)")
 
 
+def _top(counts: dict[str, int], most: int) -> str:
+    return ", ".join(f"{key} {count}" for key, count in list(counts.items())[:most])
+
+
 def _fired(point: dict, most: int = 6) -> str:
-    fired = list(point["false_accepts_by_word"].items())
+    fired = point["false_accepts_by_word"]
     if not fired:
         return "none"
-    return ", ".join(f"{key} {count}" for key, count in fired[:most]) + (
-        f" and {len(fired) - most} more" if len(fired) > most else "")
+    return _top(fired, most) + (f" and {len(fired) - most} more" if len(fired) > most else "")
 
 
 def _recordings(point: dict, most: int = 3) -> str:
-    fired = list(point.get("false_accepts_by_recording", {}).items())
+    fired = point.get("false_accepts_by_recording", {})
     if not fired:
         return ""
     return (f"; from {len(fired)} recording{'s' * (len(fired) != 1)}, most: "
-            + ", ".join(f"{key} {count}" for key, count in fired[:most]))
+            + _top(fired, most))
 
 
 def markdown(summary: dict) -> str:
@@ -478,7 +478,7 @@ def markdown(summary: dict) -> str:
         lines += ["", f"The negatives stream plays each of its {negatives['recordings']} "
                   f"recordings about {negatives['words'] / negatives['recordings']:.0f} times, "
                   "each time at a new offset and noise level: a recording the model takes for "
-                  "a keyword fires again each time it is played, and a few such recordings "
+                  "a keyword can fire again each time it is played, and a few such recordings "
                   "can decide the threshold at a low rate. The streams' CSV files say where "
                   "each recording is played."]
     lines += ["", "Words that fire often can be drawn more often into `_unknown_` in training "
