@@ -33,6 +33,10 @@ class Recipe:
         kept_epoch: ``best``, the epoch of the best validation accuracy, or ``last``, the
             final epoch, for validation that cannot rank epochs (synthetic voices score
             98-100 % from about epoch 15 on, so "best" is a draw among near ties).
+        carried_state_ms: A recurrent model also learns each training clip after the last
+            this many milliseconds of the clip before it in the batch, as a stream's
+            never-reset state carries earlier audio in; 0 trains from a zero state only.
+            Models without a state ignore it.
     """
 
     # The defaults are the recipe measured best on real voices (README, "Training recipe").
@@ -44,6 +48,7 @@ class Recipe:
     dropout: float = 0.0
     best_of_ties: str = "first"
     kept_epoch: str = "best"
+    carried_state_ms: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.learning_rate > 0:
@@ -51,7 +56,7 @@ class Recipe:
         check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
         check_choice("best_of_ties", self.best_of_ties, BEST_OF_TIES)
         check_choice("kept_epoch", self.kept_epoch, KEPT_EPOCHS)
-        for name in ("warmup_epochs", "weight_decay"):
+        for name in ("warmup_epochs", "weight_decay", "carried_state_ms"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name} must not be negative, got {getattr(self, name)!r}")
         for name in ("label_smoothing", "dropout"):
@@ -96,6 +101,7 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         classes = keras.ops.shape(y_pred)[-1]
+        y_pred = keras.ops.reshape(y_pred, [-1, classes])  # one row per score of a clip
         targets = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32"),
                                     classes, dtype=y_pred.dtype)
         return keras.losses.categorical_crossentropy(

@@ -97,6 +97,10 @@ _LABEL_SMOOTHING = flags.DEFINE_float("label_smoothing", 0.1, "Share of each tra
 _DROPOUT = flags.DEFINE_float("dropout", 0.0, "Dropout after every hidden layer of every "
                               "model, in training only (adds no parameters).", lower_bound=0.0,
                               upper_bound=0.99)
+_CARRIED_STATE_MS = flags.DEFINE_integer(
+    "carried_state_ms", 0, "The gru also learns each training clip after this many ms of the "
+    "clip before it, as a stream's never-reset state carries earlier audio in; 0 trains "
+    "from a zero state only (the fc and cnn have no state and ignore it).", lower_bound=0)
 _SYNTHETIC_UNKNOWN_WORDS = flags.DEFINE_integer(
     "synthetic_unknown_words", 0, "Add this many everyday English words, spoken by eSpeak NG "
     "in the synthetic voices, to the training clips of _unknown_ (never a wanted word or "
@@ -216,6 +220,7 @@ def config_from_flags():
             weight_decay=_WEIGHT_DECAY.value,
             label_smoothing=_LABEL_SMOOTHING.value,
             dropout=_DROPOUT.value,
+            carried_state_ms=_CARRIED_STATE_MS.value,
             best_of_ties=_BEST_OF_TIES.value,
             kept_epoch=_KEPT_EPOCH.value or ("last" if synthetic else "best"),
         ),

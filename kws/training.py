@@ -25,6 +25,7 @@ from kws.data.pipeline import (
     ClipSource,
     TrainingFeatures,
     check_data_service,
+    labels_twice,
     make_augmented_dataset,
     make_dataset,
     on_data_service,
@@ -168,6 +169,34 @@ def on_waveforms(model: keras.Model, training_features: TrainingFeatures,
     return fitted
 
 
+def carried_state_frames(model: keras.Model, recipe_ms: float, front_end: FrontEnd) -> int:
+    """Frames of the clip before that ``with_carried_state`` runs first: ``recipe_ms`` at
+    the front end's hop for a model with a recurrent layer, 0 for one without a state."""
+    if not any(isinstance(layer, keras.layers.RNN) for layer in model.layers):
+        return 0
+    hop_ms = 1000 * front_end.features.hop_samples / front_end.features.sample_rate
+    return min(round(recipe_ms / hop_ms), front_end.features.feature_shape[0])
+
+
+def with_carried_state(model: keras.Model, frames: int) -> keras.Model:
+    """``model`` scoring each clip twice: from a zero state, as the window model runs it,
+    and after the last ``frames`` frames of the clip before it in the batch, as a stream's
+    never-reset state carries earlier audio in. Gives ``(batch, 2, classes)`` for labels
+    ``(batch, 2)`` (``labels_twice``); it shares ``model``'s weights, loss and optimizer."""
+    def scores(features):
+        for layer in model.layers:  # the recurrent layers take any length
+            features = layer(features)
+        return features
+
+    clips = keras.Input(model.input_shape[1:], name="features")
+    earlier = keras.ops.roll(clips, 1, axis=0)[:, -frames:]
+    both = [scores(clips), scores(keras.ops.concatenate([earlier, clips], axis=1))]
+    fitted = keras.Model(clips, keras.ops.stack(both, axis=1),
+                         name=f"{model.name}_with_carried_state")
+    fitted.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
+    return fitted
+
+
 def steps_per_epoch(data: LabelledClips | PreparedClips, batch_size: int) -> int:
     """Training steps in one epoch (the learning-rate schedule counts steps)."""
     clips = data.splits[TRAINING].epoch_size if isinstance(data, LabelledClips) \
@@ -196,11 +225,17 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd,
         model.compile(optimizer=config.recipe.optimizer(config.epochs,
                                                        steps_per_epoch(data, config.batch_size)),
                       loss=config.recipe.loss(), metrics=["accuracy"])
-        fitted = model if training_features is None else \
-            on_waveforms(model, training_features, front_end.features.clip_samples)
+        carried_frames = carried_state_frames(model, config.recipe.carried_state_ms, front_end)
+        trained = with_carried_state(model, carried_frames) if carried_frames else model
+        fitted = trained if training_features is None else \
+            on_waveforms(trained, training_features, front_end.features.clip_samples)
+    training = labels_twice(datasets["training"]) if carried_frames else datasets["training"]
     best_weights = BestWeights(checkpoints, name, model, config.recipe.best_of_ties,
                                config.recipe.kept_epoch)
     if done < config.epochs:
+        if carried_frames:
+            logging.info("%s also learns each clip after %d frames of the clip before it "
+                         "(--carried_state_ms)", name, carried_frames)
         if done:
             logging.info("Resuming %s after epoch %d of %d", name, done, config.epochs)
         else:
@@ -213,13 +248,14 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd,
             best_weights,
         ]
         if config.distribution == "multi_worker":
-            collective.fit(fitted, datasets["training"], config.epochs, callbacks, strategy,
-                           config.batch_size, config.recipe.loss(reduction=None))
+            collective.fit(fitted, training, config.epochs, callbacks, strategy,
+                           config.batch_size * (2 if carried_frames else 1),
+                           config.recipe.loss(reduction=None))
         else:
             # Weights, optimizer state and epoch, kept twice so a torn file is survivable.
             callbacks.append(keras.callbacks.BackupAndRestore(
                 str(checkpoints / f"{name}.backup"), double_checkpoint=True))
-            fitted.fit(datasets["training"], epochs=config.epochs, callbacks=callbacks,
+            fitted.fit(training, epochs=config.epochs, callbacks=callbacks,
                        verbose=config.verbose,
                        shuffle=False)  # the dataset reshuffles itself every epoch
     # Restored from the backup on resume, so a stopped run ends where an unstopped one does.

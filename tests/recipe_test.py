@@ -55,6 +55,13 @@ class SmoothedLossTest(tf.test.TestCase):
         loss = Recipe(label_smoothing=0.1).loss(reduction=None)
         self.assertEqual(loss(self.labels, self.scores).shape, (2,))
 
+    def test_two_scores_per_clip_count_alike(self):
+        # kws.training.with_carried_state scores each clip twice: (clips, 2, classes).
+        twice = np.stack([self.scores, self.scores[::-1]], axis=1)
+        expected = -np.mean(np.log([0.7, 0.1, 0.8, 0.1]))
+        self.assertAllClose(SmoothedSparseCrossentropy(0.0)(np.stack([self.labels] * 2, axis=1),
+                                                            twice), expected, rtol=1e-5)
+
     def test_a_model_compiled_with_it_saves_and_loads(self):
         model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, activation="softmax")])
         model.compile(optimizer="adam", loss=Recipe(label_smoothing=0.2).loss())
@@ -72,6 +79,7 @@ class RecipeCheckTest(tf.test.TestCase, parameterized.TestCase):
         ({"weight_decay": -0.1}, "--weight_decay must not be negative, got -0.1"),
         ({"label_smoothing": 1.0}, r"--label_smoothing must be in \[0, 1\), got 1.0"),
         ({"dropout": -0.5}, r"--dropout must be in \[0, 1\), got -0.5"),
+        ({"carried_state_ms": -10.0}, "--carried_state_ms must not be negative, got -10.0"),
         ({"best_of_ties": "middle"}, "--best_of_ties=middle: unknown; choose from first, last"),
         ({"kept_epoch": "average"}, "--kept_epoch=average: unknown; choose from best, last"),
     )

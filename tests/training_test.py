@@ -26,10 +26,12 @@ from kws.config import FeatureConfig, FrontEnd, Normalization
 from kws.data.augment import AugmentConfig
 from kws.data.dataset import ClipSet, LabelledClips
 from kws.data.folder import SILENCE, UNKNOWN
-from kws.data.pipeline import FEATURE_BATCH, features_array
+from kws.data.pipeline import FEATURE_BATCH, features_array, labels_twice
 from kws.data.split import SPLITS, SplitSpec
 from kws.distribute import place_features
 from kws.errors import InputError
+from kws.models import build_model
+from kws.recipe import Recipe
 from kws.run import (
     RUN_FILE,
     TrainConfig,
@@ -38,7 +40,13 @@ from kws.run import (
     read_report,
     saved_config,
 )
-from kws.training import BestWeights, make_datasets, train
+from kws.training import (
+    BestWeights,
+    carried_state_frames,
+    make_datasets,
+    train,
+    with_carried_state,
+)
 from tests import fixtures
 
 RUN_FILES = ("features.json", "report.json", "report.md", "history.json", "curves.png",
@@ -506,6 +514,45 @@ class BestWeightsTest(tf.test.TestCase, parameterized.TestCase):
                               ["m.best.json", "m.best-epoch-3.weights.h5"])
 
 
+class CarriedStateTest(tf.test.TestCase, parameterized.TestCase):
+    def small_gru(self) -> keras.Sequential:
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((6, 2)), keras.layers.GRU(4, return_sequences=True),
+                                  keras.layers.GRU(4), keras.layers.Dense(3, activation="softmax")])
+        model.compile(optimizer="adam", loss=Recipe().loss())
+        return model
+
+    def test_scores_each_clip_from_a_zero_state_and_after_the_clip_before(self):
+        model = self.small_gru()
+        clips = np.random.default_rng(0).normal(size=(4, 6, 2)).astype("float32")
+        scores = with_carried_state(model, 2)(clips)
+        self.assertEqual(scores.shape, (4, 2, 3))
+        self.assertAllClose(scores[:, 0], model(clips), atol=1e-6)
+        # Clip i after the last 2 frames of clip i - 1 (the first after the last clip).
+        after = np.concatenate([np.roll(clips, 1, axis=0)[:, -2:], clips], axis=1)
+        carried = after
+        for layer in model.layers:
+            carried = layer(carried)
+        self.assertAllClose(scores[:, 1], carried, atol=1e-6)
+        self.assertNotAllClose(scores[:, 1], scores[:, 0])
+
+    def test_one_fitted_step_trains_the_model(self):
+        model = self.small_gru()
+        before = [weights.copy() for weights in model.get_weights()]
+        clips = np.random.default_rng(1).normal(size=(4, 6, 2)).astype("float32")
+        batches = labels_twice(tf.data.Dataset.from_tensors((clips, np.array([0, 1, 2, 0]))))
+        with_carried_state(model, 3).fit(batches, verbose=0)
+        self.assertTrue(all(np.any(new != old)
+                            for new, old in zip(model.get_weights(), before, strict=True)))
+
+    @parameterized.parameters(("gru", 1000.0, 100), ("gru", 255.0, 26), ("gru", 5000.0, 101),
+                              ("gru", 0.0, 0), ("cnn", 1000.0, 0), ("fc", 1000.0, 0))
+    def test_frames_at_the_hop_for_models_with_a_state(self, name, ms, frames):
+        front_end = FrontEnd(FeatureConfig(), Normalization((0.0,) * 40, (1.0,) * 40),
+                             ("a", "b", "c"))
+        self.assertEqual(carried_state_frames(build_model(name, 3), ms, front_end), frames)
+
+
 class TrainFsddTest(tf.test.TestCase):
     """Real voices: 8 kHz, variable length, whole speakers held out."""
 
@@ -571,9 +618,14 @@ class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
     def test_tiny_end_to_end_run(self):
         root = Path(self.create_tempdir().full_path)
         result = run_cli(f"--output_dir={root / 'run'}", f"--cache_dir={root / 'cache'}",
-                         "--clips_per_word=16", "--epochs=1", "--models=gru", "--noexport")
+                         "--clips_per_word=16", "--epochs=1", "--models=gru", "--noexport",
+                         "--carried_state_ms=300")
         self.assertEqual(result.returncode, 0, result.stderr[-2000:])
         self.assertIn("| gru | 70,531 |", result.stdout)
+        self.assertIn("gru also learns each clip after 30 frames of the clip before it",
+                      result.stderr)
+        config = json.loads((root / "run" / "report.json").read_text())["config"]
+        self.assertEqual(config["recipe"]["carried_state_ms"], 300)
         self.assertIn("SYNTHETIC speech", result.stderr)
         self.assertTrue((root / "run" / "gru.keras").is_file())
         self.assertEmpty(list((root / "run").glob("*.tflite")))  # --noexport

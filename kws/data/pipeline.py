@@ -256,6 +256,12 @@ def waveform_batches(source: ClipSource, batch_size: int, seed: int) -> tf.data.
             .prefetch(tf.data.AUTOTUNE))
 
 
+def labels_twice(batches: tf.data.Dataset) -> tf.data.Dataset:
+    """``batches`` with each label twice, ``(batch, 2)``: for a model that scores every clip
+    two ways (``kws.training.with_carried_state``)."""
+    return batches.map(lambda inputs, labels: (inputs, tf.stack([labels, labels], axis=1)))
+
+
 def make_augmented_dataset(source: ClipSource, features: TrainingFeatures, batch_size: int,
                            seed: int) -> tf.data.Dataset:
     """Training batches like ``make_dataset``'s, each clip augmented anew every epoch by
