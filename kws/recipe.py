@@ -33,8 +33,8 @@ class Recipe:
         kept_epoch: ``best``, the epoch of the best validation accuracy, or ``last``, the
             final epoch, for validation that cannot rank epochs (synthetic voices score
             98-100 % from about epoch 15 on, so "best" is a draw among near ties).
-        carried_state_ms: A recurrent model also learns each training clip after the last
-            this many milliseconds of the clip before it in the batch, as a stream's
+        carried_state_ms: A recurrent model also learns each training clip after the end
+            (this many milliseconds) of the clip before it in the batch, as a stream's
             never-reset state carries earlier audio in; 0 trains from a zero state only.
             Models without a state ignore it.
     """
