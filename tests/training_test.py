@@ -678,6 +678,8 @@ class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
          "kws.train: error: --data_dir=/no/such/folder: no such folder"),
         ("negative_epochs", ["--epochs=-3"], "flag --epochs=-3: -3 is not a positive integer"),
         ("zero_batch", ["--batch_size=0"], "flag --batch_size=0: 0 is not a positive integer"),
+        ("negative_carried_state", ["--carried_state_ms=-100"],
+         "flag --carried_state_ms=-100: -100 is not a non-negative integer"),
         ("unknown_dataset", ["--dataset=timit"], "flag --dataset=timit: value should be one of"),
         ("unknown_distribution", ["--distribution=tpu"],
          "flag --distribution=tpu: value should be one of"),
