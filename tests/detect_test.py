@@ -360,6 +360,21 @@ class CommandTest(tf.test.TestCase, parameterized.TestCase):
         self.assertIn(f"detect: error: --manifest={self.dir / 'manifest.json'}: cannot read "
                       "the front end", stderr)
 
+    @parameterized.parameters((0, 2.0), (1000, 0.0))
+    def test_a_gru_trained_for_a_carried_state_is_never_reset(self, carried_state_ms, reset):
+        manifest = json.loads(json.dumps(MANIFEST))
+        manifest["training"]["recipe"]["carried_state_ms"] = carried_state_ms
+        (self.dir / "manifest.json").write_text(json.dumps(manifest))
+        model = self.dir / "gru_int8_stream.tflite"
+        model.write_bytes((EXPORT / "gru_int8_stream.tflite").read_bytes())
+        write_pcm_wav(self.dir / "in.wav", np.zeros(16000))
+        result = run_tool("--model", str(model), f"--json={self.dir / 'out.json'}",
+                          str(self.dir / "in.wav"))
+        self.assertEqual(result.returncode, 0, result.stderr.decode()[-2000:])
+        self.assertEqual(json.loads((self.dir / "out.json").read_text())["reset_every_s"], reset)
+        if not carried_state_ms:
+            self.assertEqual(reset, detect.RESET_EVERY_S)
+
     def test_the_recommended_settings_follow_the_model_file(self):
         content = (EXPORT / "gru_int8.tflite").read_bytes()
         manifest = {**MANIFEST, detect.DETECTOR_KEY: {"model": "gru_int8.tflite",

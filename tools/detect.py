@@ -46,8 +46,9 @@ else:  # a script beside benchmark_tflite.py
 
 BenchmarkError = device.BenchmarkError
 WINDOW_STRIDE_MS = 100.0
-# Carried for minutes, the GRU's state drifts away from the one-second clips it was trained
-# on (kws.stream_eval: 42 % of keywords missed at threshold 0.5, against 14 % with resets).
+# Carried for minutes, the state of a GRU trained on one-second clips from a zero state
+# drifts away from them (kws.stream_eval: 42 % of keywords missed at threshold 0.5, against
+# 14 % with resets); one trained with --carried_state_ms is never reset.
 RESET_EVERY_S = 2.0
 DETECTOR_KEY = "detector"  # the manifest's recommended settings, written by kws.stream_eval
 
@@ -420,6 +421,14 @@ def recommended(model_content: bytes, manifest: dict) -> dict:
     return chosen if measured == hashlib.sha256(model_content).hexdigest() else {}
 
 
+def default_reset_every_s(manifest: dict) -> float:
+    """A streaming model's reset period when neither flag nor manifest says: never for a
+    gru trained with ``--carried_state_ms``, whose state holds for hours
+    (docs/measurements/carried-state/), else ``RESET_EVERY_S``."""
+    recipe = manifest.get("training", {}).get("recipe", {})
+    return 0.0 if recipe.get("carried_state_ms") else RESET_EVERY_S
+
+
 def recommended_settings(advice: dict) -> DetectorSettings:
     """The posterior rule a manifest recommends (``recommended``), the defaults where it
     says nothing."""
@@ -476,7 +485,7 @@ def detect(args: argparse.Namespace, out=sys.stdout) -> dict:
     window_stride_ms = args.window_stride_ms or advice.get("window_stride_ms") or \
         WINDOW_STRIDE_MS
     reset_every_s = args.reset_every_s if args.reset_every_s is not None else \
-        advice.get("reset_every_s", RESET_EVERY_S)
+        advice.get("reset_every_s", default_reset_every_s(manifest))
     detector = Detector(model, manifest, settings, window_stride_ms, reset_every_s)
     detections, samples_seen, arrivals, compute = [], 0, [], 0.0
     for samples, arrived in itertools.chain([first], _until_interrupted(chunks),
@@ -576,7 +585,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         f"recommended, else {WINDOW_STRIDE_MS:g})")
     parser.add_argument("--reset_every_s", type=_non_negative_float,
                         help="a streaming model: reset its state this often, in two staggered "
-                        f"streams; 0 never (default: recommended, else {RESET_EVERY_S:g})")
+                        "streams; 0 never (default: recommended, else never for a model "
+                        f"trained with --carried_state_ms, {RESET_EVERY_S:g} for others)")
     parser.add_argument("--num_threads", type=device._positive, default=1,
                         help="interpreter threads")
     parser.add_argument("--benchmark", action="store_true",
