@@ -87,6 +87,11 @@ class FeatureConfig:
                              "each bin itself, pass one of them")
 
     @property
+    def hop_ms(self) -> float:
+        """Milliseconds between frames."""
+        return 1000 * self.hop_samples / self.sample_rate
+
+    @property
     def num_frames(self) -> int:
         """Frames per clip: frames are centred, so one every hop from sample 0 to the end."""
         return 1 + self.clip_samples // self.hop_samples

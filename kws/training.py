@@ -174,8 +174,7 @@ def carried_state_frames(model: keras.Model, recipe_ms: float, front_end: FrontE
     the front end's hop for a model with a recurrent layer, 0 for one without a state."""
     if not any(isinstance(layer, keras.layers.RNN) for layer in model.layers):
         return 0
-    hop_ms = 1000 * front_end.features.hop_samples / front_end.features.sample_rate
-    return min(round(recipe_ms / hop_ms), front_end.features.feature_shape[0])
+    return min(round(recipe_ms / front_end.features.hop_ms), front_end.features.num_frames)
 
 
 def with_carried_state(model: keras.Model, frames: int) -> keras.Model:

@@ -116,8 +116,7 @@ def shift_frames(log_mel: tf.Tensor, config: AugmentConfig, features: FeatureCon
     Moving whole 10 ms frames costs a hundredth of moving 16,000 samples and gives the
     same spectrogram up to the edge frames; the gap is silence, ``log(log_floor)``.
     """
-    hop_ms = 1000 * features.hop_samples / features.sample_rate
-    max_frames = round(config.time_shift_ms / hop_ms)
+    max_frames = round(config.time_shift_ms / features.hop_ms)
     if not max_frames:
         return log_mel
     return shift_in_time(log_mel, max_frames, seed, fill=math.log(features.log_floor))
