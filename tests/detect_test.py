@@ -188,7 +188,8 @@ class KeywordThresholdsTest(tf.test.TestCase, parameterized.TestCase):
         advice = {"threshold": 0.9, "keyword_thresholds": {"yes": 0.95, "no": 0.85}}
 
         def settings(*flags):
-            return detect.settings_from(detect.parse_args(["-", "--model=m", *flags]), advice)
+            return detect.settings_from(detect.parse_args(["-", "--model=m", *flags]),
+                                        detect.recommended_settings(advice))
 
         # Unset, the manifest's; one number sets every keyword; a pair changes one keyword.
         self.assertEqual(settings().thresholds_of(["yes", "no", "up"]).tolist(),

@@ -439,9 +439,9 @@ def recommended_settings(advice: dict) -> DetectorSettings:
            for key in ("average_window_s", "minimum_count", "suppression_s")})
 
 
-def settings_from(args: argparse.Namespace, advice: dict) -> DetectorSettings:
-    """The flags; where a flag is unset, the recommended setting, else the default."""
-    recommended = recommended_settings(advice)
+def settings_from(args: argparse.Namespace, recommended: DetectorSettings) -> DetectorSettings:
+    """The flags; where a flag is unset, the ``recommended`` setting (``recommended_settings``:
+    the manifest's, else the default)."""
     changed = {key: getattr(args, flag) / scale
                for flag, key, scale in (("average_window_ms", "average_window_s", 1000),
                                         ("minimum_count", "minimum_count", 1),
@@ -461,10 +461,11 @@ def detect(args: argparse.Namespace, out=sys.stdout) -> dict:
     content = device.read_model(model_path)
     manifest = read_manifest(model_path, content, args.manifest)
     advice = recommended(content, manifest)
-    settings = settings_from(args, advice)
+    advised = recommended_settings(advice)
+    settings = settings_from(args, advised)
     # A wrong label is named where it came from: the manifest's detector or the flag.
     manifest_path = Path(args.manifest) if args.manifest else model_path.parent / device.MANIFEST
-    for source, checked in ((f"{manifest_path} ({DETECTOR_KEY})", recommended_settings(advice)),
+    for source, checked in ((f"{manifest_path} ({DETECTOR_KEY})", advised),
                             ("--threshold", settings)):
         try:
             check_thresholds(checked, list(manifest["labels"]))
