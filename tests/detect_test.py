@@ -376,6 +376,11 @@ class CommandTest(tf.test.TestCase, parameterized.TestCase):
         if not carried_state_ms:
             self.assertEqual(reset, detect.RESET_EVERY_S)
 
+    @parameterized.named_parameters(("no_training", {}), ("null_training", {"training": None}),
+                                    ("null_recipe", {"training": {"recipe": None}}))
+    def test_a_manifest_without_a_recipe_resets_as_before(self, manifest):
+        self.assertEqual(detect.default_reset_every_s(manifest), detect.RESET_EVERY_S)
+
     def test_the_recommended_settings_follow_the_model_file(self):
         content = (EXPORT / "gru_int8.tflite").read_bytes()
         manifest = {**MANIFEST, detect.DETECTOR_KEY: {"model": "gru_int8.tflite",

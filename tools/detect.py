@@ -425,7 +425,7 @@ def default_reset_every_s(manifest: dict) -> float:
     """A streaming model's reset period when neither flag nor manifest says: never for a
     gru trained with ``--carried_state_ms``, whose state holds for hours
     (docs/measurements/carried-state/), else ``RESET_EVERY_S``."""
-    recipe = manifest.get("training", {}).get("recipe", {})
+    recipe = (manifest.get("training") or {}).get("recipe") or {}
     return 0.0 if recipe.get("carried_state_ms") else RESET_EVERY_S
 
 
