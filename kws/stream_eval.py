@@ -194,18 +194,18 @@ def _most_first(keys) -> dict[str, int]:
     return dict(sorted(collections.Counter(keys).items(), key=lambda item: (-item[1], item[0])))
 
 
-def fired_by(detections: list[detect.Detection], words: tuple[Word, ...]) -> dict[str, int]:
-    """False accepts on the negatives stream by the word spoken last before each and the
-    label it was taken for (``"left → yes"``), most first."""
-    return _most_first(f"{spoken.label} → {detection.label}" for detection, spoken
-                       in zip(detections, spoken_before(detections, words), strict=True))
-
-
-def recordings_fired(detections: list[detect.Detection],
-                     words: tuple[Word, ...]) -> dict[str, int]:
-    """False accepts by the recording spoken last before each (``Word.recording``), most
-    first: a recording that fires every time it is played shows as one line."""
-    return _most_first(spoken.recording for spoken in spoken_before(detections, words))
+def false_accepts_by(detections: list[detect.Detection],
+                     words: tuple[Word, ...]) -> dict[str, dict[str, int]]:
+    """False accepts on the negatives stream, most first, by the word spoken last before
+    each and the label it was taken for (``"left → yes"``), and by that word's recording
+    (``Word.recording``): a recording that fires every time it is played shows as one line."""
+    spoken = spoken_before(detections, words)
+    return {
+        "false_accepts_by_word": _most_first(
+            f"{word.label} → {detection.label}"
+            for detection, word in zip(detections, spoken, strict=True)),
+        "false_accepts_by_recording": _most_first(word.recording for word in spoken),
+    }
 
 
 Averaged = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # stream: times, scores, counts
@@ -235,9 +235,7 @@ def measure_point(averaged: Averaged, streams: dict[str, Stream], labels: list[s
         "false_accepts_per_hour": negatives / (streams["negatives"].seconds / 3600),
         "negatives_false_accepts": negatives,
         "keywords_stream_false_accepts": keyword_stream_false,
-        "false_accepts_by_word": fired_by(found["negatives"], streams["negatives"].words),
-        "false_accepts_by_recording": recordings_fired(found["negatives"],
-                                                       streams["negatives"].words),
+        **false_accepts_by(found["negatives"], streams["negatives"].words),
     }
 
 

@@ -361,6 +361,23 @@ class CommandTest(tf.test.TestCase, parameterized.TestCase):
         self.assertIn(f"detect: error: --manifest={self.dir / 'manifest.json'}: cannot read "
                       "the front end", stderr)
 
+    @parameterized.named_parameters(
+        ("files_a_list", {"files": ["gru_int8.tflite"]}, "cannot read the front end ('files' "
+         "must map file names to objects, got ['gru_int8.tflite'])"),
+        ("a_file_a_string", {"files": {"gru_int8.tflite": "0674"}}, "cannot read the front end "
+         "('files' must map file names to objects, got {'gru_int8.tflite': '0674'})"),
+        ("detector_a_list", {"detector": [0.5]}, "'detector' must be an object, got [0.5]"),
+        ("training_a_string", {"training": "gru"}, "'training' must be an object, got 'gru'"),
+        ("recipe_a_list", {"training": {"recipe": [1000]}},
+         "'training.recipe' must be an object, got [1000]"))
+    def test_a_malformed_manifest_names_the_entry(self, changed, message):
+        path = self.dir / "manifest.json"
+        path.write_text(json.dumps({**MANIFEST, **changed}))
+        content = (EXPORT / "gru_int8.tflite").read_bytes()
+        with self.assertRaises(benchmark_tflite.BenchmarkError) as raised:
+            detect.read_manifest(path, content)
+        self.assertStartsWith(str(raised.exception), f"--manifest={path}: {message}")
+
     @parameterized.parameters((0, 2.0), (1000, 0.0))
     def test_a_gru_trained_for_a_carried_state_is_never_reset(self, carried_state_ms, reset):
         manifest = json.loads(json.dumps(MANIFEST))

@@ -98,18 +98,20 @@ class ScoringTest(tf.test.TestCase):
                       for t, label in ((0.1, "up"), (0.9, "yes"), (2.5, "no"), (3.9, "yes"),
                                        (4.4, "yes"))]
         # Before the first word counts as the first word; most first, then by name.
-        self.assertEqual(list(stream_eval.fired_by(detections, words).items()),
+        by_word = stream_eval.false_accepts_by(detections, words)["false_accepts_by_word"]
+        self.assertEqual(list(by_word.items()),
                          [("left → yes", 3), ("go → no", 1), ("left → up", 1)])
-        self.assertEqual(stream_eval.fired_by([], words), {})
+        self.assertEqual(stream_eval.false_accepts_by([], words),
+                         {"false_accepts_by_word": {}, "false_accepts_by_recording": {}})
 
     def test_false_accepts_by_recording_count_each_playing(self):
         words = (stream_eval.Word("left", 0.2, 1.2, "left/a #7"),
                  stream_eval.Word("go", 1.7, 2.7, "go/b #2"),
                  stream_eval.Word("left", 3.2, 4.2, "left/a #7"))
         detections = [detect.Detection(t, "yes", 0.9) for t in (0.9, 2.5, 3.9, 4.4)]
-        self.assertEqual(list(stream_eval.recordings_fired(detections, words).items()),
+        by_recording = stream_eval.false_accepts_by(detections, words)
+        self.assertEqual(list(by_recording["false_accepts_by_recording"].items()),
                          [("left/a #7", 3), ("go/b #2", 1)])
-        self.assertEqual(stream_eval.recordings_fired([], words), {})
 
     def test_operating_points(self):
         points = [{"threshold": t, "miss_rate": m, "false_accepts_per_hour": f}

@@ -595,13 +595,7 @@ def benchmark_content(content: bytes, path: Path, args: argparse.Namespace) -> d
     }
     if args.data_dir:
         manifest_path = Path(args.manifest) if args.manifest else path.parent / MANIFEST
-        try:
-            front_end = json.loads(manifest_path.read_text())
-            front_end["features"], front_end["normalization"], front_end["labels"]
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise BenchmarkError(f"--manifest={manifest_path}: cannot read the front end "
-                                 f"({error})") from None
-        check_listed(content, front_end, manifest_path)
+        front_end = read_manifest(manifest_path, content)
         listed = read_list(Path(args.only_listed)) if args.only_listed else None
         features, labels = labelled_features(Path(args.data_dir), front_end, listed)
         predictions = np.argmax(clip_scores(model, features), axis=-1)
@@ -610,6 +604,22 @@ def benchmark_content(content: bytes, path: Path, args: argparse.Namespace) -> d
         result["classes"] = recall_per_class(labels, predictions, list(front_end["labels"]))
     result["peak_memory_bytes"] = peak_memory_bytes()
     return result
+
+
+def read_manifest(manifest_path: Path, content: bytes) -> dict:
+    """An export's manifest, checked: it holds a front end, its ``files`` (where it lists
+    any) map names to entries, and the model (``content``) is one of them."""
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        manifest["features"], manifest["normalization"], manifest["labels"]
+        files = manifest.get("files", {})
+        if not (isinstance(files, dict) and all(isinstance(v, dict) for v in files.values())):
+            raise TypeError(f"'files' must map file names to objects, got {files!r:.80}")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise BenchmarkError(f"--manifest={manifest_path}: cannot read the front end ({error}); "
+                             "export the model with python -m kws.export") from None
+    check_listed(content, manifest, manifest_path)
+    return manifest
 
 
 def check_listed(content: bytes, manifest: dict, manifest_path: Path) -> None:

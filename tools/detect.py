@@ -31,7 +31,6 @@ import argparse
 import dataclasses
 import hashlib
 import itertools
-import json
 import os
 import sys
 import time
@@ -401,23 +400,25 @@ def wav_chunks(samples: np.ndarray, chunk_samples: int):
         yield samples[start : start + chunk_samples], None
 
 
-def read_manifest(model_path: Path, content: bytes, manifest: str | None) -> dict:
-    path = Path(manifest) if manifest else model_path.parent / device.MANIFEST
-    try:
-        front_end = json.loads(path.read_text())
-        front_end["features"], front_end["normalization"], front_end["labels"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise BenchmarkError(f"--manifest={path}: cannot read the front end ({error}); "
-                             "export the model with python -m kws.export") from None
-    device.check_listed(content, front_end, path)
-    return front_end
+def read_manifest(path: Path, content: bytes) -> dict:
+    """The manifest at ``path`` (``device.read_manifest``), whose detector, training and
+    recipe entries, where present, must be objects."""
+    read = device.read_manifest(path, content)
+    training = read.get("training") or {}
+    for key, entry in ((DETECTOR_KEY, read.get(DETECTOR_KEY)), ("training", training),
+                       ("training.recipe", isinstance(training, dict) and training.get("recipe"))):
+        if not isinstance(entry or {}, dict):
+            raise BenchmarkError(f"--manifest={path}: {key!r} must be an object, got "
+                                 f"{entry!r:.80}; export the model again with "
+                                 "python -m kws.export")
+    return read
 
 
 def recommended(model_content: bytes, manifest: dict) -> dict:
     """The manifest's recommended detector settings when they were measured with this
     model file (by its sha256), else none."""
     chosen = manifest.get(DETECTOR_KEY) or {}
-    measured = manifest.get("files", {}).get(chosen.get("model"), {}).get("sha256")
+    measured = manifest.get("files", {}).get(str(chosen.get("model")), {}).get("sha256")
     return chosen if measured == hashlib.sha256(model_content).hexdigest() else {}
 
 
@@ -459,12 +460,12 @@ def settings_from(args: argparse.Namespace, recommended: DetectorSettings) -> De
 def detect(args: argparse.Namespace, out=sys.stdout) -> dict:
     model_path = Path(args.model)
     content = device.read_model(model_path)
-    manifest = read_manifest(model_path, content, args.manifest)
+    manifest_path = Path(args.manifest) if args.manifest else model_path.parent / device.MANIFEST
+    manifest = read_manifest(manifest_path, content)
     advice = recommended(content, manifest)
     advised = recommended_settings(advice)
     settings = settings_from(args, advised)
     # A wrong label is named where it came from: the manifest's detector or the flag.
-    manifest_path = Path(args.manifest) if args.manifest else model_path.parent / device.MANIFEST
     for source, checked in ((f"{manifest_path} ({DETECTOR_KEY})", advised),
                             ("--threshold", settings)):
         try:
