@@ -35,30 +35,30 @@ _AUGMENT = flags.DEFINE_bool(
     "--microphone_frequency, --gain_db, --background_frequency/--background_volume, "
     "--noise_frequency, --time_shift_ms and the SpecAugment mask flags say; --noaugment "
     "turns all of it off.")
-_ACOUSTICS_DEFAULT = " Default: {} for synthetic speech, 0 for recordings."
+_ACOUSTICS_DEFAULT = " Default: {} for synthetic speech, {} for recordings."
 _SPEED_CHANGE = flags.DEFINE_float(
     "speed_change", None, "Training clips play faster or slower by up to this share "
-    "(pitch and tempo together)." + _ACOUSTICS_DEFAULT.format(0.1), lower_bound=0.0,
+    "(pitch and tempo together)." + _ACOUSTICS_DEFAULT.format(0.1, 0), lower_bound=0.0,
     upper_bound=0.5)
 _ROOM_FREQUENCY = flags.DEFINE_float(
     "room_frequency", None, "Share of training clips heard through a simulated room "
-    "(RT60 0.1-0.8 s, image-source method)." + _ACOUSTICS_DEFAULT.format(0.5),
+    "(RT60 0.1-0.8 s, image-source method)." + _ACOUSTICS_DEFAULT.format(0.5, 0),
     lower_bound=0.0, upper_bound=1.0)
 _MICROPHONE_FREQUENCY = flags.DEFINE_float(
     "microphone_frequency", None, "Share of training clips heard through a random "
-    "microphone (low and high cut, peaks and dips)." + _ACOUSTICS_DEFAULT.format(0.5),
+    "microphone (low and high cut, peaks and dips)." + _ACOUSTICS_DEFAULT.format(0.5, 0),
     lower_bound=0.0, upper_bound=1.0)
 _NOISE_FREQUENCY = flags.DEFINE_float(
     "noise_frequency", None, "Share of training clips mixed with coloured noise made on the "
-    "fly, at --noise_snr_min_db to --noise_snr_max_db." + _ACOUSTICS_DEFAULT.format(0.8),
+    "fly, at --noise_snr_min_db to --noise_snr_max_db." + _ACOUSTICS_DEFAULT.format(0.8, 0),
     lower_bound=0.0, upper_bound=1.0)
 _NOISE_SNR_MIN_DB = flags.DEFINE_float(
     "noise_snr_min_db", 0.0, "Lowest signal-to-noise ratio of --noise_frequency's noise, dB.")
 _NOISE_SNR_MAX_DB = flags.DEFINE_float(
     "noise_snr_max_db", 30.0, "Highest signal-to-noise ratio of --noise_frequency's noise, dB.")
 _GAIN_DB = flags.DEFINE_float(
-    "gain_db", 10.0, "Training clips get louder or quieter by up to this many dB, as "
-    "speakers and microphones differ.", lower_bound=0.0)
+    "gain_db", None, "Training clips get louder or quieter by up to this many dB, as "
+    "speakers and microphones differ." + _ACOUSTICS_DEFAULT.format(20, 10), lower_bound=0.0)
 _TIME_SHIFT_MS = flags.DEFINE_float(
     "time_shift_ms", 100.0, "Training clips move by up to this many ms.", lower_bound=0.0)
 _BACKGROUND_FREQUENCY = flags.DEFINE_float(
@@ -188,8 +188,9 @@ def config_from_flags():
     synthetic = (data_settings["data_dir"] is None and data_settings["dataset"] is None
                  and not _PREPARED_DIR.value)
     acoustics = {flag.name: flag.value if flag.value is not None
-                 else SYNTHETIC_ACOUSTICS[flag.name] if synthetic else 0.0
-                 for flag in (_SPEED_CHANGE, _ROOM_FREQUENCY, _MICROPHONE_FREQUENCY,
+                 else SYNTHETIC_ACOUSTICS[flag.name] if synthetic
+                 else getattr(AugmentConfig, flag.name)
+                 for flag in (_GAIN_DB, _SPEED_CHANGE, _ROOM_FREQUENCY, _MICROPHONE_FREQUENCY,
                               _NOISE_FREQUENCY)}
     output_dir = _OUTPUT_DIR.value or Path("export") / "runs" / datetime.datetime.now().strftime(
         "%Y%m%d-%H%M%S")
@@ -198,7 +199,6 @@ def config_from_flags():
         prepared_dir=Path(_PREPARED_DIR.value) if _PREPARED_DIR.value else None,
         **data_settings,
         augmentation=AugmentConfig(
-            gain_db=_GAIN_DB.value,
             time_shift_ms=_TIME_SHIFT_MS.value,
             background_frequency=_BACKGROUND_FREQUENCY.value,
             background_volume=_BACKGROUND_VOLUME.value,

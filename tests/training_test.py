@@ -640,16 +640,18 @@ class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
                   "        print(type(error).__name__, 'tensorflow' in sys.modules)\n")
         self.assertEqual(printed_lines(script), ["InputError False"] * 2)
 
-    def test_synthetic_speech_gets_rooms_microphones_noise_and_speed_by_default(self):
+    def test_synthetic_speech_gets_rooms_microphones_noise_speed_and_levels_by_default(self):
         data = self.create_tempdir().full_path
         script = ("from absl import flags; import kws.train\n"
-                  f"for args in ([], ['--data_dir={data}'], ['--room_frequency=0.2']):\n"
+                  f"for args in ([], ['--data_dir={data}'], ['--room_frequency=0.2'],\n"
+                  f"             ['--data_dir={data}', '--gain_db=20']):\n"
                   "    flags.FLAGS.unparse_flags(); flags.FLAGS(['kws.train', *args])\n"
                   "    a = kws.train.config_from_flags().augmentation\n"
-                  "    print(a.speed_change, a.room_frequency, a.microphone_frequency, "
-                  "a.noise_frequency)\n")
-        self.assertEqual(printed_lines(script), ["0.1 0.5 0.5 0.8", "0.0 0.0 0.0 0.0",
-                                                 "0.1 0.2 0.5 0.8"])
+                  "    print(a.gain_db, a.speed_change, a.room_frequency, "
+                  "a.microphone_frequency, a.noise_frequency)\n")
+        self.assertEqual(printed_lines(script), ["20.0 0.1 0.5 0.5 0.8", "10.0 0.0 0.0 0.0 0.0",
+                                                 "20.0 0.1 0.2 0.5 0.8",
+                                                 "20.0 0.0 0.0 0.0 0.0"])
 
     def test_synthetic_speech_keeps_the_last_epoch_recordings_the_best(self):
         # Synthetic validation voices score 98-100 % from about epoch 15: it cannot rank.

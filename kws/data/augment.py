@@ -84,9 +84,10 @@ class AugmentConfig:
 
 
 NO_AUGMENTATION = AugmentConfig(0.0, 0.0, 0.0, 0.0, 0, 0, 0, 0)
-# What synthetic speech lacks most against people: rooms, microphones, noise, tempo.
-SYNTHETIC_ACOUSTICS = {"speed_change": 0.1, "room_frequency": 0.5, "microphone_frequency": 0.5,
-                       "noise_frequency": 0.8}
+# What synthetic speech lacks most against people: rooms, microphones, noise, tempo, and
+# the spread of their levels (a gain of up to 20 dB, where recordings get the default 10).
+SYNTHETIC_ACOUSTICS = {"gain_db": 20.0, "speed_change": 0.1, "room_frequency": 0.5,
+                       "microphone_frequency": 0.5, "noise_frequency": 0.8}
 
 
 def _uniform(seed: tf.Tensor, salt: int, shape) -> tf.Tensor:
