@@ -109,8 +109,8 @@ class ScoringTest(tf.test.TestCase):
                  stream_eval.Word("go", 1.7, 2.7, "go/b #2"),
                  stream_eval.Word("left", 3.2, 4.2, "left/a #7"))
         detections = [detect.Detection(t, "yes", 0.9) for t in (0.9, 2.5, 3.9, 4.4)]
-        by_recording = stream_eval.false_accepts_by(detections, words)
-        self.assertEqual(list(by_recording["false_accepts_by_recording"].items()),
+        by_recording = stream_eval.false_accepts_by(detections, words)["false_accepts_by_recording"]
+        self.assertEqual(list(by_recording.items()),
                          [("left/a #7", 3), ("go/b #2", 1)])
 
     def test_operating_points(self):
