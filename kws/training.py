@@ -398,12 +398,8 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
                          normalization=data.training_normalization(config.features),
                          labels=data.labels)
     front_end.save(config.output_dir)
-    # The datasets' shuffles take TensorFlow's global seed too: the same for every run of
-    # the same --seed, not whatever an earlier run in this process left.
-    keras.utils.set_random_seed(config.seed)
     # One source of the training clips (in memory, a copy of the split) serves both.
     training = data.clip_source(TRAINING)
-    datasets = make_datasets(config, data, front_end, training)
     features_in_step = build_training_features(config, data, front_end, training) \
         if config.features_in_train_step else None
 
@@ -426,6 +422,12 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
             logging.info("Skipping %s: it finished before the run stopped", name)
             run_report["models"][name], histories[name] = json.loads(finished.read_text())
             continue
+        # Each model's batches start at the seed's first epoch (the datasets' shuffles take
+        # TensorFlow's global seed too), whatever trained before it in this process:
+        # --models=gru trains the gru of a run of all three, and a run resumed after its fc
+        # finished trains the cnn of an unstopped one.
+        keras.utils.set_random_seed(config.seed)
+        datasets = make_datasets(config, data, front_end, training)
         model, results, histories[name] = train_one(name, config, front_end, data, datasets,
                                                     strategy, features_in_step)
         with fileio.atomic_path(config.output_dir / f"{name}.keras") as tmp:

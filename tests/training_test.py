@@ -357,17 +357,18 @@ class DeterminismTest(tf.test.TestCase):
     def test_same_seed_same_report(self):
         root = Path(self.create_tempdir().full_path)
         # Both runs at once, each making its own synthetic speech: the same seed must give
-        # the same clips, not only the same training on one cache.
-        attempts = ("first", "second")
+        # the same clips, not only the same training on one cache. The third trains the fc
+        # first: its gru must still be the gru trained alone.
+        attempts = {"first": "gru", "second": "gru", "after_fc": "fc,gru"}
         # Rooms are drawn per clip by the same stateless ops as the rest (their bank, numpy
         # from a fixed seed, is checked in rooms_test): left out, two banks to simulate.
         # No export: the same model exports to the same bytes (test_kws_export_makes_...).
         runs = [fixtures.start([sys.executable, "-m", "kws.train",
                                 f"--output_dir={root / attempt}",
                                 f"--cache_dir={root / attempt}-cache", "--seed=1",
-                                "--clips_per_word=12", "--epochs=1", "--models=gru",
+                                "--clips_per_word=12", "--epochs=2", f"--models={models}",
                                 "--room_frequency=0", "--noexport"])
-                for attempt in attempts]
+                for attempt, models in attempts.items()]
         logs = fixtures.wait_all(runs, timeout_s=300)
         reports = []
         for attempt, run, log in zip(attempts, runs, logs, strict=True):
@@ -375,6 +376,8 @@ class DeterminismTest(tf.test.TestCase):
             reports.append(json.loads((root / attempt / "report.json").read_text()))
         self.assertEqual(without_timings(reports[0]), without_timings(reports[1]))
         self.assertEqual(reports[0]["config"]["seed"], 1)
+        self.assertEqual(without_timings(reports[2]["models"]["gru"]),
+                         without_timings(reports[0]["models"]["gru"]))
 
 
 class FeaturesOnTest(tf.test.TestCase):
