@@ -290,23 +290,30 @@ def room_responses(config: TrainConfig) -> np.ndarray | None:
                      config.features.clip_samples // 2, config.cache_dir)
 
 
-def _local_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
-                    front_end: FrontEnd, training: ClipSource) -> dict:
-    """The pipelines as this process computes them."""
-    datasets = {VALIDATION: make_dataset(data.clip_source(VALIDATION), front_end,
-                                         config.batch_size, epochs=config.epochs),
-                TESTING: make_dataset(data.clip_source(TESTING), front_end, config.batch_size)}
+def make_evaluation_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
+                             front_end: FrontEnd) -> dict:
+    """The validation and test pipelines, never augmented: the same for every model."""
+    return {VALIDATION: make_dataset(data.clip_source(VALIDATION), front_end,
+                                     config.batch_size, epochs=config.epochs),
+            TESTING: make_dataset(data.clip_source(TESTING), front_end, config.batch_size)}
+
+
+def make_training_dataset(config: TrainConfig, front_end: FrontEnd, training: ClipSource,
+                          features: TrainingFeatures | None) -> tf.data.Dataset:
+    """The training batches of ``training`` from the seed's first epoch on, augmented by
+    ``features`` (``build_training_features``; None without augmentation) in the input
+    pipeline, or left to the train step when it computes them; by the tf.data service when
+    ``config.data_service`` names one."""
     if not config.augmentation.active:
-        datasets[TRAINING] = make_dataset(training, front_end, config.batch_size,
-                                          shuffle_seed=config.seed, epochs=config.epochs)
-        return datasets
-    if config.features_in_train_step:
-        datasets[TRAINING] = waveform_batches(training, config.batch_size, config.seed)
-        return datasets
-    datasets[TRAINING] = make_augmented_dataset(
-        training, build_training_features(config, data, front_end, training), config.batch_size,
-        config.seed)
-    return datasets
+        dataset = make_dataset(training, front_end, config.batch_size,
+                               shuffle_seed=config.seed, epochs=config.epochs)
+    elif config.features_in_train_step:
+        dataset = waveform_batches(training, config.batch_size, config.seed)
+    else:
+        dataset = make_augmented_dataset(training, features, config.batch_size, config.seed)
+    if config.data_service is not None:
+        return on_data_service(dataset, config.data_service)
+    return dataset
 
 
 def build_training_features(config: TrainConfig, data: LabelledClips | PreparedClips,
@@ -332,14 +339,11 @@ def build_training_features(config: TrainConfig, data: LabelledClips | PreparedC
 def make_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
                   front_end: FrontEnd, training: ClipSource) -> dict:
     """A ``tf.data`` pipeline per split, ``training`` being ``data``'s training clips; only
-    the training split is augmented, and computed by the tf.data service when
-    ``config.data_service`` names one."""
-    datasets = _local_datasets(config, data, front_end, training)
-    if config.data_service is not None:
-        logging.info("Training batches come from the tf.data service at %s",
-                     config.data_service)
-        datasets[TRAINING] = on_data_service(datasets[TRAINING], config.data_service)
-    return datasets
+    the training split is augmented (``make_training_dataset``)."""
+    features = build_training_features(config, data, front_end, training) \
+        if config.augmentation.active else None
+    return {**make_evaluation_datasets(config, data, front_end),
+            TRAINING: make_training_dataset(config, front_end, training, features)}
 
 
 def train(config: TrainConfig) -> dict | None:
@@ -398,10 +402,15 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
                          normalization=data.training_normalization(config.features),
                          labels=data.labels)
     front_end.save(config.output_dir)
-    # One source of the training clips (in memory, a copy of the split) serves both.
+    # One source of the training clips (in memory, a copy of the split) and one set of
+    # augmented features serve the input pipeline or the train step of every model.
     training = data.clip_source(TRAINING)
-    features_in_step = build_training_features(config, data, front_end, training) \
-        if config.features_in_train_step else None
+    features = build_training_features(config, data, front_end, training) \
+        if config.augmentation.active else None
+    evaluation = make_evaluation_datasets(config, data, front_end)
+    if config.data_service is not None:
+        logging.info("Training batches come from the tf.data service at %s",
+                     config.data_service)
 
     run_report = {
         "run": config.output_dir.name,
@@ -422,14 +431,16 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
             logging.info("Skipping %s: it finished before the run stopped", name)
             run_report["models"][name], histories[name] = json.loads(finished.read_text())
             continue
-        # Each model's batches start at the seed's first epoch (the datasets' shuffles take
-        # TensorFlow's global seed too), whatever trained before it in this process:
+        # Each model's batches start at the seed's first epoch (the training dataset's
+        # shuffles take TensorFlow's global seed too), whatever trained before it:
         # --models=gru trains the gru of a run of all three, and a run resumed after its fc
         # finished trains the cnn of an unstopped one.
         keras.utils.set_random_seed(config.seed)
-        datasets = make_datasets(config, data, front_end, training)
-        model, results, histories[name] = train_one(name, config, front_end, data, datasets,
-                                                    strategy, features_in_step)
+        datasets = {**evaluation,
+                    TRAINING: make_training_dataset(config, front_end, training, features)}
+        model, results, histories[name] = train_one(
+            name, config, front_end, data, datasets, strategy,
+            features if config.features_in_train_step else None)
         with fileio.atomic_path(config.output_dir / f"{name}.keras") as tmp:
             model.save(tmp)
         fileio.write_text_atomic(finished, json.dumps([results, histories[name]]))
