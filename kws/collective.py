@@ -17,6 +17,8 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
+from kws import mixup
+
 
 def fit(model: keras.Model, training: tf.data.Dataset, epochs: int,
         callbacks: list[keras.callbacks.Callback], strategy: tf.distribute.Strategy,
@@ -44,10 +46,9 @@ def fit(model: keras.Model, training: tf.data.Dataset, epochs: int,
             scaled = model.optimizer.scale_loss(loss)  # the loss scale of mixed_float16
         gradients = tape.gradient(scaled, model.trainable_variables)
         model.optimizer.apply_gradients(zip(gradients, model.trainable_variables, strict=True))
-        correct = tf.cast(tf.equal(tf.argmax(scores, axis=-1, output_type=labels.dtype),
-                                   labels), tf.float32)
+        correct = mixup.correct(labels, scores)
         return (tf.reduce_sum(clip_losses), tf.reduce_sum(correct),
-                tf.cast(tf.size(labels), tf.float32))
+                tf.cast(tf.size(correct), tf.float32))
 
     @tf.function(reduce_retracing=True)
     def train_step(inputs, labels):

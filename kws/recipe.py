@@ -10,6 +10,7 @@ import dataclasses
 
 import keras
 
+from kws import mixup
 from kws.config import BEST_OF_TIES, KEPT_EPOCHS, LR_SCHEDULES, check_choice
 from kws.errors import InputError
 
@@ -87,7 +88,7 @@ class Recipe:
 @keras.saving.register_keras_serializable(package="kws")
 class SmoothedSparseCrossentropy(keras.losses.Loss):
     """Cross-entropy of class probabilities against integer labels, with label smoothing
-    (Keras' sparse cross-entropy has none).
+    (Keras' sparse cross-entropy has none); also against mixup's targets (``kws.mixup``).
 
     Args:
         label_smoothing: Share of the target spread evenly over the classes; 0 is plain
@@ -101,11 +102,10 @@ class SmoothedSparseCrossentropy(keras.losses.Loss):
 
     def call(self, y_true, y_pred):
         classes = keras.ops.shape(y_pred)[-1]
-        y_pred = keras.ops.reshape(y_pred, [-1, classes])  # one row per score of a clip
-        targets = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, [-1]), "int32"),
-                                    classes, dtype=y_pred.dtype)
-        return keras.losses.categorical_crossentropy(
-            targets, y_pred, label_smoothing=self.label_smoothing)
+        targets = mixup.target_probabilities(y_true, y_pred)
+        return keras.losses.categorical_crossentropy(  # one row per score of a clip
+            keras.ops.reshape(targets, [-1, classes]), keras.ops.reshape(y_pred, [-1, classes]),
+            label_smoothing=self.label_smoothing)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "label_smoothing": self.label_smoothing}

@@ -33,8 +33,8 @@ flags.adopt_module_key_flags(data_flags)  # listed by --help with this module's 
 _AUGMENT = flags.DEFINE_bool(
     "augment", True, "Augment training clips as --speed_change, --room_frequency, "
     "--microphone_frequency, --gain_db, --background_frequency/--background_volume, "
-    "--noise_frequency, --time_shift_ms and the SpecAugment mask flags say; --noaugment "
-    "turns all of it off.")
+    "--noise_frequency, --time_shift_ms, the SpecAugment mask flags and --mixup_alpha say; "
+    "--noaugment turns all of it off.")
 _ACOUSTICS_DEFAULT = " Default: {} for synthetic speech, {} for recordings."
 _SPEED_CHANGE = flags.DEFINE_float(
     "speed_change", None, "Training clips play faster or slower by up to this share "
@@ -77,6 +77,10 @@ _FREQUENCY_MASK_BINS = flags.DEFINE_integer(
     "frequency_mask_bins", 5, "Widest SpecAugment frequency mask, in mel bins.", lower_bound=0)
 # This module stays light, without TensorFlow: --help, the errors of flags checked here,
 # and the synthesis processes that re-import the main module.
+_MIXUP_ALPHA = flags.DEFINE_float(
+    "mixup_alpha", 0.0, "Mixup: each training clip's features mixed with another clip's of "
+    "its batch and its target by the same shares, drawn from Beta(alpha, alpha); 0 turns "
+    "it off.", lower_bound=0.0)
 _MODELS = flags.DEFINE_string(
     "models", ",".join(MODEL_NAMES),
     "Comma-separated models to train: " + ", ".join(MODEL_NAMES) + ".")
@@ -208,6 +212,7 @@ def config_from_flags():
             frequency_mask_bins=_FREQUENCY_MASK_BINS.value,
             noise_snr_min_db=_NOISE_SNR_MIN_DB.value,
             noise_snr_max_db=_NOISE_SNR_MAX_DB.value,
+            mixup_alpha=_MIXUP_ALPHA.value,
             **acoustics,
         ) if _AUGMENT.value else NO_AUGMENTATION,
         models=models,

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from absl import logging
 
-from kws import collective, distribute, fileio, report
+from kws import collective, distribute, fileio, mixup, report
 from kws.config import (
     FrontEnd,
 )
@@ -156,17 +156,32 @@ def read_history(path: Path) -> dict[str, list[float]]:
     return {key: [float(rows[epoch][key]) for epoch in epochs] for key in metrics}
 
 
-def on_waveforms(model: keras.Model, training_features: TrainingFeatures,
-                 clip_samples: int) -> keras.Model:
-    """``model`` behind ``training_features``: trained on ``((waveforms, seeds), labels)``
-    batches (``waveform_batches``), so the accelerator computes the features; it shares
-    ``model``'s weights and compiled loss, metrics and optimizer."""
-    waveforms = keras.Input((clip_samples,), name="waveforms")
-    seeds = keras.Input((), dtype="int64", name="seeds")
-    fitted = keras.Model([waveforms, seeds], model(training_features([waveforms, seeds])),
-                         name=f"{model.name}_on_waveforms")
-    fitted.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
+def compiled_like(fitted: keras.Model, model: keras.Model) -> keras.Model:
+    """``fitted``, a model around ``model``, compiled with ``model``'s optimizer and loss
+    and an accuracy that reads plain and mixed targets (``kws.mixup``)."""
+    fitted.compile(optimizer=model.optimizer, loss=model.loss, metrics=[mixup.accuracy()])
     return fitted
+
+
+def fitted_model(model: keras.Model, training_features: TrainingFeatures | None,
+                 mixup_alpha: float, clip_samples: int) -> keras.Model:
+    """``model`` as the train step fits it. With ``training_features`` it takes
+    ``(waveforms, seeds)`` batches (``waveform_batches``), so the accelerator computes the
+    features; with ``mixup_alpha`` it mixes the features in pairs (``kws.mixup.Mixup``),
+    taking ``(features, seeds)`` when the input pipeline computes them. It shares
+    ``model``'s weights and compiled loss and optimizer."""
+    if training_features is None and not mixup_alpha:
+        return model
+    seeds = keras.Input((), dtype="int64", name="seeds")
+    if training_features is None:
+        clips = features = keras.Input(model.input_shape[1:], name="features")
+    else:
+        clips = keras.Input((clip_samples,), name="waveforms")
+        features = training_features([clips, seeds])
+    if mixup_alpha:
+        features = mixup.Mixup(mixup_alpha)([features, seeds])
+    return compiled_like(keras.Model([clips, seeds], model(features),
+                                     name=f"{model.name}_fitted"), model)
 
 
 def carried_state_frames(model: keras.Model, recipe_ms: float, front_end: FrontEnd) -> int:
@@ -190,10 +205,8 @@ def with_carried_state(model: keras.Model, frames: int) -> keras.Model:
     clips = keras.Input(model.input_shape[1:], name="features")
     earlier = keras.ops.roll(clips, 1, axis=0)[:, -frames:]
     both = [scores(clips), scores(keras.ops.concatenate([earlier, clips], axis=1))]
-    fitted = keras.Model(clips, keras.ops.stack(both, axis=1),
-                         name=f"{model.name}_with_carried_state")
-    fitted.compile(optimizer=model.optimizer, loss=model.loss, metrics=["accuracy"])
-    return fitted
+    return compiled_like(keras.Model(clips, keras.ops.stack(both, axis=1),
+                                     name=f"{model.name}_with_carried_state"), model)
 
 
 def steps_per_epoch(data: LabelledClips | PreparedClips, batch_size: int) -> int:
@@ -226,8 +239,8 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd,
                       loss=config.recipe.loss(), metrics=["accuracy"])
         carried_frames = carried_state_frames(model, config.recipe.carried_state_ms, front_end)
         trained = with_carried_state(model, carried_frames) if carried_frames else model
-        fitted = trained if training_features is None else \
-            on_waveforms(trained, training_features, front_end.features.clip_samples)
+        fitted = fitted_model(trained, training_features, config.augmentation.mixup_alpha,
+                              front_end.features.clip_samples)
     training = labels_twice(datasets["training"]) if carried_frames else datasets["training"]
     best_weights = BestWeights(checkpoints, name, model, config.recipe.best_of_ties,
                                config.recipe.kept_epoch)
@@ -302,7 +315,8 @@ def make_training_dataset(config: TrainConfig, front_end: FrontEnd, training: Cl
                           features: TrainingFeatures | None) -> tf.data.Dataset:
     """The training batches of ``training`` from the seed's first epoch on, augmented by
     ``features`` (``build_training_features``; None without augmentation) in the input
-    pipeline, or left to the train step when it computes them; by the tf.data service when
+    pipeline, or left to the train step when it computes them; with mixup, the clips' seeds
+    beside them and mixed targets (``kws.mixup``); by the tf.data service when
     ``config.data_service`` names one."""
     if not config.augmentation.active:
         dataset = make_dataset(training, front_end, config.batch_size,
@@ -310,7 +324,10 @@ def make_training_dataset(config: TrainConfig, front_end: FrontEnd, training: Cl
     elif config.features_in_train_step:
         dataset = waveform_batches(training, config.batch_size, config.seed)
     else:
-        dataset = make_augmented_dataset(training, features, config.batch_size, config.seed)
+        dataset = make_augmented_dataset(training, features, config.batch_size, config.seed,
+                                         keep_seeds=bool(config.augmentation.mixup_alpha))
+    if config.augmentation.mixup_alpha:
+        dataset = mixup.with_mixed_targets(dataset, config.augmentation.mixup_alpha)
     if config.data_service is not None:
         return on_data_service(dataset, config.data_service)
     return dataset

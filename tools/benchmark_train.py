@@ -213,9 +213,9 @@ def measure_round(pipeline: Pipeline | None, num_classes: int, feature_shape) ->
         model = build_model(name, num_classes, feature_shape)
         model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
         if pipeline and pipeline.training_features:
-            from kws.training import on_waveforms
+            from kws.training import fitted_model
 
-            model = on_waveforms(model, pipeline.training_features, pipeline.clip_samples)
+            model = fitted_model(model, pipeline.training_features, 0.0, pipeline.clip_samples)
         result = figures["models"][name] = {"step_clips_per_second": clips_per_second(
             fitting(model, one_batch), batch_size)}
         if pipeline:

@@ -45,6 +45,8 @@ class AugmentConfig:
             white to brown), 0 to 1.
         noise_snr_min_db: Lowest signal-to-noise ratio of that noise, in dB.
         noise_snr_max_db: Highest signal-to-noise ratio of that noise, in dB.
+        mixup_alpha: Mixup (``kws.mixup``): each clip's features mixed with another clip's,
+            its target by the same shares, drawn from Beta(alpha, alpha); 0 turns it off.
     """
 
     gain_db: float = 10.0
@@ -61,10 +63,12 @@ class AugmentConfig:
     noise_frequency: float = 0.0
     noise_snr_min_db: float = 0.0
     noise_snr_max_db: float = 30.0
+    mixup_alpha: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("gain_db", "time_shift_ms", "background_volume", "time_masks",
-                     "time_mask_frames", "frequency_masks", "frequency_mask_bins"):
+                     "time_mask_frames", "frequency_masks", "frequency_mask_bins",
+                     "mixup_alpha"):
             if getattr(self, name) < 0:
                 raise InputError(f"--{name} must not be negative, got {getattr(self, name)!r}")
         for name in ("background_frequency", "room_frequency", "microphone_frequency",

@@ -263,13 +263,16 @@ def labels_twice(batches: tf.data.Dataset) -> tf.data.Dataset:
 
 
 def make_augmented_dataset(source: ClipSource, features: TrainingFeatures, batch_size: int,
-                           seed: int) -> tf.data.Dataset:
+                           seed: int, keep_seeds: bool = False) -> tf.data.Dataset:
     """Training batches like ``make_dataset``'s, each clip augmented anew every epoch by
-    ``features``, ``FEATURE_BATCH`` clips at a time. Shuffle order and augmentation follow
-    ``seed``: two runs with the same seed see the same batches."""
+    ``features``, ``FEATURE_BATCH`` clips at a time; with ``keep_seeds``, ``((features,
+    seeds), labels)`` batches, the clips' seeds beside them. Shuffle order and augmentation
+    follow ``seed``: two runs with the same seed see the same batches."""
+    def augmented(inputs, labels):
+        return ((features(inputs), inputs[1]) if keep_seeds else features(inputs)), labels
+
     return (_seeded_batches(source, FEATURE_BATCH, seed)
-            .map(lambda inputs, labels: (features(inputs), labels),
-                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+            .map(augmented, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
             .rebatch(batch_size)
             .apply(_batch_count(source, batch_size))
             .prefetch(tf.data.AUTOTUNE))
