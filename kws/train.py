@@ -35,22 +35,22 @@ _AUGMENT = flags.DEFINE_bool(
     "--microphone_frequency, --gain_db, --background_frequency/--background_volume, "
     "--noise_frequency, --time_shift_ms, the SpecAugment mask flags and --mixup_alpha say; "
     "--noaugment turns all of it off.")
-_ACOUSTICS_DEFAULT = " Default: {} for synthetic speech, {} for recordings."
+_SYNTHETIC_DEFAULT = " Default: {} for synthetic speech, {} for recordings."
 _SPEED_CHANGE = flags.DEFINE_float(
     "speed_change", None, "Training clips play faster or slower by up to this share "
-    "(pitch and tempo together)." + _ACOUSTICS_DEFAULT.format(0.1, 0), lower_bound=0.0,
+    "(pitch and tempo together)." + _SYNTHETIC_DEFAULT.format(0.1, 0), lower_bound=0.0,
     upper_bound=0.5)
 _ROOM_FREQUENCY = flags.DEFINE_float(
     "room_frequency", None, "Share of training clips heard through a simulated room "
-    "(RT60 0.1-0.8 s, image-source method)." + _ACOUSTICS_DEFAULT.format(0.5, 0),
+    "(RT60 0.1-0.8 s, image-source method)." + _SYNTHETIC_DEFAULT.format(0.5, 0),
     lower_bound=0.0, upper_bound=1.0)
 _MICROPHONE_FREQUENCY = flags.DEFINE_float(
     "microphone_frequency", None, "Share of training clips heard through a random "
-    "microphone (low and high cut, peaks and dips)." + _ACOUSTICS_DEFAULT.format(0.5, 0),
+    "microphone (low and high cut, peaks and dips)." + _SYNTHETIC_DEFAULT.format(0.5, 0),
     lower_bound=0.0, upper_bound=1.0)
 _NOISE_FREQUENCY = flags.DEFINE_float(
     "noise_frequency", None, "Share of training clips mixed with coloured noise made on the "
-    "fly, at --noise_snr_min_db to --noise_snr_max_db." + _ACOUSTICS_DEFAULT.format(0.8, 0),
+    "fly, at --noise_snr_min_db to --noise_snr_max_db." + _SYNTHETIC_DEFAULT.format(0.8, 0),
     lower_bound=0.0, upper_bound=1.0)
 _NOISE_SNR_MIN_DB = flags.DEFINE_float(
     "noise_snr_min_db", 0.0, "Lowest signal-to-noise ratio of --noise_frequency's noise, dB.")
@@ -58,7 +58,7 @@ _NOISE_SNR_MAX_DB = flags.DEFINE_float(
     "noise_snr_max_db", 30.0, "Highest signal-to-noise ratio of --noise_frequency's noise, dB.")
 _GAIN_DB = flags.DEFINE_float(
     "gain_db", None, "Training clips get louder or quieter by up to this many dB, as "
-    "speakers and microphones differ." + _ACOUSTICS_DEFAULT.format(20, 10), lower_bound=0.0)
+    "speakers and microphones differ." + _SYNTHETIC_DEFAULT.format(20, 10), lower_bound=0.0)
 _TIME_SHIFT_MS = flags.DEFINE_float(
     "time_shift_ms", 100.0, "Training clips move by up to this many ms.", lower_bound=0.0)
 _BACKGROUND_FREQUENCY = flags.DEFINE_float(
@@ -78,9 +78,9 @@ _FREQUENCY_MASK_BINS = flags.DEFINE_integer(
 # This module stays light, without TensorFlow: --help, the errors of flags checked here,
 # and the synthesis processes that re-import the main module.
 _MIXUP_ALPHA = flags.DEFINE_float(
-    "mixup_alpha", 0.0, "Mixup: each training clip's features mixed with another clip's of "
+    "mixup_alpha", None, "Mixup: each training clip's features mixed with another clip's of "
     "its batch and its target by the same shares, drawn from Beta(alpha, alpha); 0 turns "
-    "it off.", lower_bound=0.0)
+    "it off." + _SYNTHETIC_DEFAULT.format(0.4, 0), lower_bound=0.0)
 _MODELS = flags.DEFINE_string(
     "models", ",".join(MODEL_NAMES),
     "Comma-separated models to train: " + ", ".join(MODEL_NAMES) + ".")
@@ -183,7 +183,7 @@ def config_from_flags():
     data_settings = data_flags.data_settings()
     from kws.data.augment import (  # these import TensorFlow
         NO_AUGMENTATION,
-        SYNTHETIC_ACOUSTICS,
+        SYNTHETIC_AUGMENTATION,
         AugmentConfig,
     )
     from kws.recipe import Recipe
@@ -191,11 +191,11 @@ def config_from_flags():
 
     synthetic = (data_settings["data_dir"] is None and data_settings["dataset"] is None
                  and not _PREPARED_DIR.value)
-    acoustics = {flag.name: flag.value if flag.value is not None
-                 else SYNTHETIC_ACOUSTICS[flag.name] if synthetic
+    by_source = {flag.name: flag.value if flag.value is not None
+                 else SYNTHETIC_AUGMENTATION[flag.name] if synthetic
                  else getattr(AugmentConfig, flag.name)
                  for flag in (_GAIN_DB, _SPEED_CHANGE, _ROOM_FREQUENCY, _MICROPHONE_FREQUENCY,
-                              _NOISE_FREQUENCY)}
+                              _NOISE_FREQUENCY, _MIXUP_ALPHA)}
     output_dir = _OUTPUT_DIR.value or Path("export") / "runs" / datetime.datetime.now().strftime(
         "%Y%m%d-%H%M%S")
     return TrainConfig(
@@ -212,8 +212,7 @@ def config_from_flags():
             frequency_mask_bins=_FREQUENCY_MASK_BINS.value,
             noise_snr_min_db=_NOISE_SNR_MIN_DB.value,
             noise_snr_max_db=_NOISE_SNR_MAX_DB.value,
-            mixup_alpha=_MIXUP_ALPHA.value,
-            **acoustics,
+            **by_source,
         ) if _AUGMENT.value else NO_AUGMENTATION,
         models=models,
         epochs=_EPOCHS.value,

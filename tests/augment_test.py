@@ -124,6 +124,7 @@ class AugmentConfigTest(tf.test.TestCase, parameterized.TestCase):
         ("frequency", {"background_frequency": 1.5}, "--background_frequency must be between"),
         ("shift", {"time_shift_ms": -1.0}, "--time_shift_ms must not be negative, got -1.0"),
         ("masks", {"time_masks": -2}, "--time_masks must not be negative, got -2"),
+        ("mixup", {"mixup_alpha": -0.4}, "--mixup_alpha must not be negative, got -0.4"),
         ("rooms", {"room_frequency": -0.1}, "--room_frequency must be between 0 and 1, got -0.1"),
         ("speed", {"speed_change": 1.0}, r"--speed_change must be in \[0, 1\), got 1.0"),
         ("snr", {"noise_snr_min_db": 20.0, "noise_snr_max_db": 10.0},

@@ -380,15 +380,16 @@ class DeterminismTest(tf.test.TestCase):
                          without_timings(reports[0]["models"]["gru"]))
 
 
-class FeaturesOnTest(tf.test.TestCase):
-    def test_features_in_the_train_step_train_as_the_pipelines_do(self):
+class FeaturesOnTest(tf.test.TestCase, parameterized.TestCase):
+    @parameterized.parameters(0.0, 0.4)
+    def test_features_in_the_train_step_train_as_the_pipelines_do(self, mixup_alpha):
         """--features_on=accelerator (forced here, on the CPU) feeds the same clips and seeds
         to the same compiled features: with one FEATURE_BATCH per step, the run is the
-        pipeline's run, to the last figure. Every augmentation is on, rooms included (the
-        pipeline once left them out)."""
+        pipeline's run, to the last figure. Every augmentation is on, rooms and mixup
+        included (the pipeline once left the rooms out)."""
         root = Path(self.create_tempdir().full_path)
         every = AugmentConfig(speed_change=0.1, room_frequency=1.0, microphone_frequency=1.0,
-                              noise_frequency=1.0)
+                              noise_frequency=1.0, mixup_alpha=mixup_alpha)
         reports = {
             placement: train(TrainConfig(
                 output_dir=root / placement, cache_dir=root / "cache", clips_per_word=20,
@@ -643,18 +644,19 @@ class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
                   "        print(type(error).__name__, 'tensorflow' in sys.modules)\n")
         self.assertEqual(printed_lines(script), ["InputError False"] * 2)
 
-    def test_synthetic_speech_gets_rooms_microphones_noise_speed_and_levels_by_default(self):
+    def test_synthetic_speech_gets_rooms_microphones_noise_speed_levels_and_mixup(self):
         data = self.create_tempdir().full_path
         script = ("from absl import flags; import kws.train\n"
                   f"for args in ([], ['--data_dir={data}'], ['--room_frequency=0.2'],\n"
-                  f"             ['--data_dir={data}', '--gain_db=20']):\n"
+                  f"             ['--data_dir={data}', '--gain_db=20', '--mixup_alpha=0.2']):\n"
                   "    flags.FLAGS.unparse_flags(); flags.FLAGS(['kws.train', *args])\n"
                   "    a = kws.train.config_from_flags().augmentation\n"
                   "    print(a.gain_db, a.speed_change, a.room_frequency, "
-                  "a.microphone_frequency, a.noise_frequency)\n")
-        self.assertEqual(printed_lines(script), ["20.0 0.1 0.5 0.5 0.8", "10.0 0.0 0.0 0.0 0.0",
-                                                 "20.0 0.1 0.2 0.5 0.8",
-                                                 "20.0 0.0 0.0 0.0 0.0"])
+                  "a.microphone_frequency, a.noise_frequency, a.mixup_alpha)\n")
+        self.assertEqual(printed_lines(script), ["20.0 0.1 0.5 0.5 0.8 0.4",
+                                                 "10.0 0.0 0.0 0.0 0.0 0.0",
+                                                 "20.0 0.1 0.2 0.5 0.8 0.4",
+                                                 "20.0 0.0 0.0 0.0 0.0 0.2"])
 
     def test_synthetic_speech_keeps_the_last_epoch_recordings_the_best(self):
         # Synthetic validation voices score 98-100 % from about epoch 15: it cannot rank.
