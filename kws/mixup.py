@@ -43,8 +43,8 @@ def mixed_with_partner(values, clip_shares):
 
 
 class Mixup(keras.layers.Layer):
-    """``(features (batch, ...), seeds (batch,))`` to the features mixed in pairs: the
-    first layer of the model the train step fits (``kws.training.fitted_model``).
+    """``(features (batch, ...), seeds (batch,))`` to the features mixed in pairs, in
+    front of the model the train step fits (``kws.training.fitted_model``).
 
     Args:
         alpha: Both parameters of the Beta distribution the shares come from; small values
