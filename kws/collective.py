@@ -79,9 +79,12 @@ def fit(model: keras.Model, training: tf.data.Dataset, epochs: int,
 
 def compiled_forward(model: keras.Model):
     """The model's inference call as one traced function (called eagerly, the GRU's time
-    loop runs op by op, about 50x slower)."""
+    loop runs op by op, about 50x slower), traced once for any batch size: TensorFlow
+    counts the traces of every function made here together, and warns of retracing once
+    a run's models reach five."""
     return tf.function(lambda features: model(features, training=False),
-                       reduce_retracing=True)
+                       input_signature=[tf.TensorSpec((None, *model.input_shape[1:]),
+                                                      tf.float32)])
 
 
 def scores_and_labels(forward, dataset: tf.data.Dataset) -> tuple[np.ndarray, np.ndarray]:
@@ -103,18 +106,19 @@ def evaluate(forward, dataset: tf.data.Dataset) -> dict[str, float]:
 
 
 class Validation(keras.callbacks.Callback):
-    """Adds ``val_loss`` and ``val_accuracy`` of ``model`` on ``dataset`` (batches of
-    features and labels, this worker alone) to each epoch's logs; list it before the
-    callbacks that read them.
+    """Adds ``val_loss`` and ``val_accuracy`` of the model that ``forward``
+    (``compiled_forward``) runs on ``dataset`` (batches of features and labels, this worker
+    alone) to each epoch's logs; list it before the callbacks that read them.
 
     The model being fitted may compute its features from waveforms itself
-    (``kws.data.pipeline.TrainingFeatures`` on the accelerator); validation always scores
-    ``model``, the one that is saved, on the features the pipeline computes.
+    (``kws.data.pipeline.TrainingFeatures`` on the accelerator) or mix them (``kws.mixup``);
+    validation always scores the model that is saved, on the features the pipeline
+    computes.
     """
 
-    def __init__(self, model: keras.Model, dataset: tf.data.Dataset):
+    def __init__(self, forward, dataset: tf.data.Dataset):
         super().__init__()
-        self.forward = compiled_forward(model)
+        self.forward = forward
         self.dataset = dataset
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:

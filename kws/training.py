@@ -244,6 +244,7 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd,
     training = labels_twice(datasets["training"]) if carried_frames else datasets["training"]
     best_weights = BestWeights(checkpoints, name, model, config.recipe.best_of_ties,
                                config.recipe.kept_epoch)
+    forward = collective.compiled_forward(model)  # scores validation, then the test split
     if done < config.epochs:
         if carried_frames:
             logging.info("%s also learns each clip after %d frames of the clip before it "
@@ -254,7 +255,7 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd,
             logging.info("Training %s (%s parameters) for %d epochs", name,
                          f"{model.count_params():,}", config.epochs)
         callbacks = [  # in this order: a kill between them re-runs one epoch, loses none
-            collective.Validation(model, datasets["validation"]),
+            collective.Validation(forward, datasets["validation"]),
             EpochSeconds(),
             keras.callbacks.CSVLogger(str(history_path), append=True),
             best_weights,
@@ -274,8 +275,7 @@ def train_one(name: str, config: TrainConfig, front_end: FrontEnd,
     optimizer_steps = int(keras.ops.convert_to_numpy(model.optimizer.iterations)) \
         if done < config.epochs else None
     model.load_weights(best_weights.path)
-    scores, test_labels = collective.scores_and_labels(collective.compiled_forward(model),
-                                                       datasets["testing"])
+    scores, test_labels = collective.scores_and_labels(forward, datasets["testing"])
     predictions = np.argmax(scores, axis=-1)
     history = read_history(history_path)
     best = best_weights.saved()
