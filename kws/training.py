@@ -334,12 +334,16 @@ def make_training_dataset(config: TrainConfig, front_end: FrontEnd, training: Cl
 
 
 def build_training_features(config: TrainConfig, data: LabelledClips | PreparedClips,
-                            front_end: FrontEnd, training: ClipSource) -> TrainingFeatures:
-    """The run's augmented training features, built here alone so that the input pipeline
-    and the train step compute the same ones (the pipeline once left the rooms out):
-    ``training``, the run's training clips, decides whether XLA compiles them, which pays
-    when the run computes enough of them to win the compile time back."""
+                            front_end: FrontEnd, training: ClipSource,
+                            ) -> TrainingFeatures | None:
+    """The run's augmented training features (None without augmentation), built here alone
+    so that the input pipeline and the train step compute the same ones (the pipeline once
+    left the rooms out): ``training``, the run's training clips, decides whether XLA
+    compiles them, which pays when the run computes enough of them to win the compile time
+    back."""
     augmentation = config.augmentation
+    if not augmentation.active:
+        return None
     if augmentation.background_frequency > 0 and not data.background:
         logging.info("No _background_noise_ recordings: no recorded noise is mixed in")
     xla = worth_compiling(training.shuffled_size * config.epochs)
@@ -357,8 +361,7 @@ def make_datasets(config: TrainConfig, data: LabelledClips | PreparedClips,
                   front_end: FrontEnd, training: ClipSource) -> dict:
     """A ``tf.data`` pipeline per split, ``training`` being ``data``'s training clips; only
     the training split is augmented (``make_training_dataset``)."""
-    features = build_training_features(config, data, front_end, training) \
-        if config.augmentation.active else None
+    features = build_training_features(config, data, front_end, training)
     return {**make_evaluation_datasets(config, data, front_end),
             TRAINING: make_training_dataset(config, front_end, training, features)}
 
@@ -422,8 +425,7 @@ def train_with(config: TrainConfig, strategy: tf.distribute.Strategy, export: bo
     # One source of the training clips (in memory, a copy of the split) and one set of
     # augmented features serve the input pipeline or the train step of every model.
     training = data.clip_source(TRAINING)
-    features = build_training_features(config, data, front_end, training) \
-        if config.augmentation.active else None
+    features = build_training_features(config, data, front_end, training)
     evaluation = make_evaluation_datasets(config, data, front_end)
     if config.data_service is not None:
         logging.info("Training batches come from the tf.data service at %s",
