@@ -49,8 +49,9 @@ _MICROPHONE_FREQUENCY = flags.DEFINE_float(
     "microphone (low and high cut, peaks and dips)." + _SYNTHETIC_DEFAULT.format(0.5, 0),
     lower_bound=0.0, upper_bound=1.0)
 _NOISE_FREQUENCY = flags.DEFINE_float(
-    "noise_frequency", None, "Share of training clips mixed with coloured noise made on the "
-    "fly, at --noise_snr_min_db to --noise_snr_max_db." + _SYNTHETIC_DEFAULT.format(0.8, 0),
+    "noise_frequency", None, "Share of training clips mixed with noise made on the fly (white "
+    "to brown, low rumble, mains hum), at --noise_snr_min_db to --noise_snr_max_db."
+    + _SYNTHETIC_DEFAULT.format(0.8, 0),
     lower_bound=0.0, upper_bound=1.0)
 _NOISE_SNR_MIN_DB = flags.DEFINE_float(
     "noise_snr_min_db", 0.0, "Lowest signal-to-noise ratio of --noise_frequency's noise, dB.")
@@ -58,7 +59,7 @@ _NOISE_SNR_MAX_DB = flags.DEFINE_float(
     "noise_snr_max_db", 30.0, "Highest signal-to-noise ratio of --noise_frequency's noise, dB.")
 _GAIN_DB = flags.DEFINE_float(
     "gain_db", None, "Training clips get louder or quieter by up to this many dB, as "
-    "speakers and microphones differ." + _SYNTHETIC_DEFAULT.format(20, 10), lower_bound=0.0)
+    "speakers and microphones differ." + _SYNTHETIC_DEFAULT.format(30, 10), lower_bound=0.0)
 _TIME_SHIFT_MS = flags.DEFINE_float(
     "time_shift_ms", 100.0, "Training clips move by up to this many ms.", lower_bound=0.0)
 _BACKGROUND_FREQUENCY = flags.DEFINE_float(

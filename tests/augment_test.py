@@ -255,16 +255,40 @@ class MicrophoneTest(tf.test.TestCase):
         self.assertLess(gains[:, 1].max(), 18.0)
 
 
-class ColouredNoiseTest(tf.test.TestCase):
-    def test_the_bank_runs_from_white_to_brown(self):
+def power_spectrum(recording: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frequencies (Hz, at 16 kHz) and power of ``recording``."""
+    return np.fft.rfftfreq(len(recording), 1 / 16000), np.abs(np.fft.rfft(recording)) ** 2
+
+
+class ColouredNoiseTest(tf.test.TestCase, parameterized.TestCase):
+    def test_the_bank_runs_from_white_to_brown_then_rumble_and_hum(self):
+        bank = augment.coloured_noise_bank(16000, seconds=4.0)
+        self.assertLen(bank, 5 + len(augment.RUMBLE_CUTOFFS_HZ) + len(augment.MAINS_HZ))
         slopes = []
-        for recording in augment.coloured_noise_bank(16000, seconds=4.0):
-            self.assertAllClose(recording.std(), 1.0, atol=1e-3)
-            power = np.abs(np.fft.rfft(recording)) ** 2
-            hz = np.fft.rfftfreq(len(recording), 1 / 16000)
+        for recording in bank[:5]:
+            hz, power = power_spectrum(recording)
             band = (hz > 100) & (hz < 4000)
             slopes.append(np.polyfit(np.log(hz[band]), np.log(power[band]), 1)[0])
         self.assertAllClose(slopes, [0.0, -0.5, -1.0, -1.5, -2.0], atol=0.1)
+        self.assertAllClose([recording.std() for recording in bank], [1.0] * len(bank),
+                            atol=1e-3)
+
+    @parameterized.parameters(150.0, 400.0)
+    def test_rumble_has_nothing_above_its_cutoff(self, cutoff_hz):
+        recording = augment.rumble(32000, 16000, cutoff_hz, np.random.default_rng(1))
+        hz, power = power_spectrum(recording)
+        self.assertLess(power[hz > cutoff_hz * 1.05].sum() / power.sum(), 1e-6)
+        self.assertGreater(power[hz < cutoff_hz / 2].sum() / power.sum(), 0.3)
+        self.assertAllClose(recording.std(), 1.0, atol=1e-3)
+
+    @parameterized.parameters(50.0, 60.0)
+    def test_hum_is_the_mains_frequency_and_its_harmonics(self, mains_hz):
+        recording = augment.mains_hum(16000, 16000, mains_hz, np.random.default_rng(1))
+        hz, power = power_spectrum(recording)  # 1 Hz bins
+        harmonics = mains_hz * np.arange(1, 9)
+        self.assertGreater(power[np.isin(hz, harmonics)].sum() / power.sum(), 0.999)
+        self.assertAllClose(power[np.isin(hz, harmonics[:2])] / power[hz == mains_hz],
+                            [1.0, 0.36], rtol=1e-3)  # each harmonic 0.6 of the one below
 
     def test_mixed_at_the_signal_to_noise_ratio_asked_for(self):
         config = AugmentConfig(noise_frequency=1.0, noise_snr_min_db=12.0,

@@ -653,9 +653,9 @@ class TrainCommandTest(tf.test.TestCase, parameterized.TestCase):
                   "    a = kws.train.config_from_flags().augmentation\n"
                   "    print(a.gain_db, a.speed_change, a.room_frequency, "
                   "a.microphone_frequency, a.noise_frequency, a.mixup_alpha)\n")
-        self.assertEqual(printed_lines(script), ["20.0 0.1 0.5 0.5 0.8 0.4",
+        self.assertEqual(printed_lines(script), ["30.0 0.1 0.5 0.5 0.8 0.4",
                                                  "10.0 0.0 0.0 0.0 0.0 0.0",
-                                                 "20.0 0.1 0.2 0.5 0.8 0.4",
+                                                 "30.0 0.1 0.2 0.5 0.8 0.4",
                                                  "20.0 0.0 0.0 0.0 0.0 0.2"])
 
     def test_synthetic_speech_keeps_the_last_epoch_recordings_the_best(self):

@@ -41,8 +41,8 @@ class AugmentConfig:
         microphone_frequency: Share of clips heard through a random microphone: a low cut
             at 50 to 400 Hz, a high cut at 3 to 8 kHz and three peaks or dips of up to 6 dB,
             0 to 1.
-        noise_frequency: Share of clips mixed with coloured noise made on the fly (from
-            white to brown), 0 to 1.
+        noise_frequency: Share of clips mixed with noise made on the fly (from white to
+            brown, low rumble or mains hum: ``coloured_noise_bank``), 0 to 1.
         noise_snr_min_db: Lowest signal-to-noise ratio of that noise, in dB.
         noise_snr_max_db: Highest signal-to-noise ratio of that noise, in dB.
         mixup_alpha: Mixup (``kws.mixup``): each clip's features mixed with another clip's,
@@ -89,10 +89,10 @@ class AugmentConfig:
 
 NO_AUGMENTATION = AugmentConfig(0.0, 0.0, 0.0, 0.0, 0, 0, 0, 0)
 # What synthetic speech lacks most against people: rooms, microphones, noise, tempo, and
-# the spread of their levels (a gain of up to 20 dB, where recordings get the default 10);
-# and mixup, which lifts the gru trained on it a little and leaves recordings as they were
-# (docs/measurements/mixup.md).
-SYNTHETIC_AUGMENTATION = {"gain_db": 20.0, "speed_change": 0.1, "room_frequency": 0.5,
+# the spread of their levels (a gain of up to 30 dB, where recordings get the default 10:
+# docs/measurements/rumble-and-gain.md); and mixup, which lifts the gru trained on it a
+# little and leaves recordings as they were (docs/measurements/mixup.md).
+SYNTHETIC_AUGMENTATION = {"gain_db": 30.0, "speed_change": 0.1, "room_frequency": 0.5,
                           "microphone_frequency": 0.5, "noise_frequency": 0.8,
                           "mixup_alpha": 0.4}
 
@@ -293,19 +293,51 @@ def reverberate(clips: tf.Tensor, rooms: tuple[tf.Tensor, int], frequency: float
     return tf.where(_uniform(seed, 12, [batch, 1]) < frequency, heard, clips)
 
 
+def sloped_noise(samples: int, slope: float, rng: np.random.Generator) -> np.ndarray:
+    """Noise of unit RMS whose power falls as 1/f^slope: 0 white, 1 pink, 2 brown."""
+    bins = np.arange(samples // 2 + 1)
+    spectrum = np.fft.rfft(rng.standard_normal(samples)) * np.maximum(bins, 1.0) ** (-slope / 2)
+    return _unit_rms(np.fft.irfft(spectrum, samples))
+
+
+def rumble(samples: int, sample_rate: int, cutoff_hz: float,
+           rng: np.random.Generator) -> np.ndarray:
+    """White noise of unit RMS with nothing above ``cutoff_hz``: traffic, wind, handling
+    and air conditioning, which people's recordings have and synthetic speech lacks."""
+    spectrum = np.fft.rfft(rng.standard_normal(samples))
+    spectrum[np.fft.rfftfreq(samples, 1 / sample_rate) > cutoff_hz] = 0
+    return _unit_rms(np.fft.irfft(spectrum, samples))
+
+
+def mains_hum(samples: int, sample_rate: int, mains_hz: float,
+              rng: np.random.Generator, harmonics: int = 8) -> np.ndarray:
+    """Hum of unit RMS: ``mains_hz`` (50 or 60) and its first harmonics, each 0.6 times
+    the one below, at random phases."""
+    times = np.arange(samples) / sample_rate
+    hum = sum(0.6 ** k * np.sin(2 * np.pi * mains_hz * (k + 1) * times + rng.uniform(0, 2 * np.pi))
+              for k in range(harmonics))
+    return _unit_rms(hum)
+
+
+def _unit_rms(noise: np.ndarray) -> np.ndarray:
+    return (noise / noise.std()).astype(np.float32)
+
+
+# The bank's low-frequency sounds: a synthetic-only gru called real clips with a rumble
+# under them "no" (docs/measurements/rumble-and-gain.md).
+RUMBLE_CUTOFFS_HZ = (150.0, 400.0)
+MAINS_HZ = (50.0, 60.0)
+
+
 def coloured_noise_bank(sample_rate: int, seconds: float = 10.0) -> tuple[np.ndarray, ...]:
-    """Noise recordings of unit RMS whose power falls as 1/f^a, for a in 0, 0.5, ..., 2:
-    white, pink (1), brown (2) and between; the same every run."""
+    """Noise recordings of unit RMS, the same every run: power falling as 1/f^a for a in
+    0, 0.5, ..., 2 (white, pink (1), brown (2) and between), rumble below each of
+    ``RUMBLE_CUTOFFS_HZ`` and the hum of each of ``MAINS_HZ``."""
     rng = np.random.default_rng(0)
     samples = round(seconds * sample_rate)
-    bins = np.arange(samples // 2 + 1)
-    recordings = []
-    for slope in (0.0, 0.5, 1.0, 1.5, 2.0):
-        spectrum = np.fft.rfft(rng.standard_normal(samples)) * np.maximum(bins, 1.0) ** (
-            -slope / 2)
-        noise = np.fft.irfft(spectrum, samples)
-        recordings.append((noise / noise.std()).astype(np.float32))
-    return tuple(recordings)
+    return (*(sloped_noise(samples, slope, rng) for slope in (0.0, 0.5, 1.0, 1.5, 2.0)),
+            *(rumble(samples, sample_rate, cutoff, rng) for cutoff in RUMBLE_CUTOFFS_HZ),
+            *(mains_hum(samples, sample_rate, mains, rng) for mains in MAINS_HZ))
 
 
 def add_coloured_noise(clips: tf.Tensor, coloured: BackgroundNoise, config: AugmentConfig,
